@@ -19,284 +19,240 @@ import (
 )
 
 func TestBanDropsAndUnbanRestores(t *testing.T) {
-	t.Parallel()
-	for _, f := range families {
-		t.Run(f.name, func(t *testing.T) {
-			t.Parallel()
-			l := newLab(t)
-			l.attach()
-			l.mustConnect(f, portSubmission, "before the ban")
+	inEachFamily(t, func(t *testing.T, l *lab, f family) {
+		l.mustConnect(f, portSubmission, "before the ban")
 
-			l.ok("ban", l.client(f).String(), "--reason", "e2e brute force")
-			for _, port := range []uint16{portSubmission, portMX, portOpen} {
-				l.mustNotConnect(f, port, "banned with scope all")
-			}
-			bans := l.bans()
-			want := netip.PrefixFrom(l.client(f), f.bits).String()
-			if len(bans) != 1 || bans[0].Prefix != want || bans[0].Scope != "all" || bans[0].Reason != "e2e brute force" {
-				t.Fatalf("bans = %+v, want one of %s, scope all", bans, want)
-			}
-			if bans[0].Expires == nil {
-				t.Error("a ban without --for or --permanent never expires, want the default duration")
-			} else if exp, err := time.Parse(time.RFC3339, *bans[0].Expires); err != nil || !exp.After(time.Now()) {
-				t.Errorf("expires = %q (%v), want an RFC 3339 time in the future", *bans[0].Expires, err)
-			}
-			if bans[0].Hits == 0 {
-				t.Error("the ban dropped SYNs but counts no hits")
-			}
-			if st := l.stats(); st.DroppedBan == 0 {
-				t.Errorf("stats after dropped connects: %+v, want dropped_ban > 0", st)
-			}
+		l.ok("ban", l.client(f).String(), "--reason", "e2e brute force")
+		for _, port := range []uint16{portSubmission, portMX, portOpen} {
+			l.mustNotConnect(f, port, "banned with scope all")
+		}
+		bans := l.bans()
+		want := netip.PrefixFrom(l.client(f), f.bits).String()
+		if len(bans) != 1 || bans[0].Prefix != want || bans[0].Scope != "all" || bans[0].Reason != "e2e brute force" {
+			t.Fatalf("bans = %+v, want one of %s, scope all", bans, want)
+		}
+		if bans[0].Expires == nil {
+			t.Error("a ban without --for or --permanent never expires, want the default duration")
+		} else if exp, err := time.Parse(time.RFC3339, *bans[0].Expires); err != nil || !exp.After(time.Now()) {
+			t.Errorf("expires = %q (%v), want an RFC 3339 time in the future", *bans[0].Expires, err)
+		}
+		if bans[0].Hits == 0 {
+			t.Error("the ban dropped SYNs but counts no hits")
+		}
+		if st := l.stats(); st.DroppedBan == 0 {
+			t.Errorf("stats after dropped connects: %+v, want dropped_ban > 0", st)
+		}
 
-			l.ok("unban", l.client(f).String())
-			l.mustConnect(f, portSubmission, "after unban")
-			l.mustConnect(f, portOpen, "after unban")
-			if bans := l.bans(); len(bans) != 0 {
-				t.Errorf("bans after unban: %+v", bans)
-			}
-		})
-	}
+		l.ok("unban", l.client(f).String())
+		l.mustConnect(f, portSubmission, "after unban")
+		l.mustConnect(f, portOpen, "after unban")
+		if bans := l.bans(); len(bans) != 0 {
+			t.Errorf("bans after unban: %+v", bans)
+		}
+	})
 }
 
 func TestPrefixBanCoversTheClient(t *testing.T) {
-	t.Parallel()
-	for _, f := range families {
-		t.Run(f.name, func(t *testing.T) {
-			t.Parallel()
-			l := newLab(t)
-			l.attach()
-			bits := 24
-			if f.bits == 128 {
-				bits = 64
-			}
-			p := netip.PrefixFrom(l.client(f), bits).Masked()
-			l.ok("ban", p.String(), "--permanent")
-			l.mustNotConnect(f, portSubmission, "client inside a banned "+p.String())
-			bans := l.bans()
-			if len(bans) != 1 || bans[0].Prefix != p.String() || bans[0].Expires != nil {
-				t.Errorf("bans = %+v, want %s permanent (expires null)", bans, p)
-			}
-			l.ok("unban", p.String())
-			l.mustConnect(f, portSubmission, "after unban of the prefix")
-		})
-	}
+	inEachFamily(t, func(t *testing.T, l *lab, f family) {
+		bits := 24
+		if f.bits == 128 {
+			bits = 64
+		}
+		p := netip.PrefixFrom(l.client(f), bits).Masked()
+		l.ok("ban", p.String(), "--permanent")
+		l.mustNotConnect(f, portSubmission, "client inside a banned "+p.String())
+		bans := l.bans()
+		if len(bans) != 1 || bans[0].Prefix != p.String() || bans[0].Expires != nil {
+			t.Errorf("bans = %+v, want %s permanent (expires null)", bans, p)
+		}
+		l.ok("unban", p.String())
+		l.mustConnect(f, portSubmission, "after unban of the prefix")
+	})
 }
 
 func TestMailScopeBanSparesOtherPorts(t *testing.T) {
-	t.Parallel()
-	for _, f := range families {
-		t.Run(f.name, func(t *testing.T) {
-			t.Parallel()
-			l := newLab(t)
-			l.attach()
-			l.ok("ban", l.client(f).String(), "--scope", "mail")
-			l.mustNotConnect(f, portSubmission, "banned with scope mail")
-			l.mustNotConnect(f, portMX, "banned with scope mail")
-			l.mustConnect(f, portOpen, "banned with scope mail, to an unprotected port")
-			if e := l.explain(l.client(f), portOpen); e.Action != "pass" {
-				t.Errorf("explain to the unprotected port: %+v, want pass", e)
-			}
-			if e := l.explain(l.client(f), portSubmission); e.Action != "drop" || e.Rule != "ban" {
-				t.Errorf("explain to 587: %+v, want drop by ban", e)
-			}
-		})
-	}
+	inEachFamily(t, func(t *testing.T, l *lab, f family) {
+		l.ok("ban", l.client(f).String(), "--scope", "mail")
+		l.mustNotConnect(f, portSubmission, "banned with scope mail")
+		l.mustNotConnect(f, portMX, "banned with scope mail")
+		l.mustConnect(f, portOpen, "banned with scope mail, to an unprotected port")
+		if e := l.explain(l.client(f), portOpen); e.Action != "pass" {
+			t.Errorf("explain to the unprotected port: %+v, want pass", e)
+		}
+		if e := l.explain(l.client(f), portSubmission); e.Action != "drop" || e.Rule != "ban" {
+			t.Errorf("explain to 587: %+v, want drop by ban", e)
+		}
+	})
 }
 
 func TestSYNBurstOverRateLimitIsDropped(t *testing.T) {
-	t.Parallel()
-	for _, f := range families {
-		t.Run(f.name, func(t *testing.T) {
-			t.Parallel()
-			l := newLab(t)
-			l.attach()
-			l.ok("ratelimit", "--class", "auth", "--rate", "60/min", "--burst", "3")
-			before := l.stats()
+	inEachFamily(t, func(t *testing.T, l *lab, f family) {
+		l.ok("ratelimit", "--class", "auth", "--rate", "60/min", "--burst", "3")
+		before := l.stats()
 
-			// One token a second, three at once. Each dropped attempt
-			// waits short of the kernel's first SYN retransmission (1s), so
-			// it is one SYN and the bucket cannot refill during the burst.
-			const attempts = 6
-			const timeout = 150 * time.Millisecond
-			var got []bool
-			start := time.Now()
-			for range attempts {
-				got = append(got, l.connectsWithin(f, portSubmission, timeout))
+		// One token a second, three at once. Each dropped attempt
+		// waits short of the kernel's first SYN retransmission (1s), so
+		// it is one SYN and the bucket cannot refill during the burst.
+		const attempts = 6
+		const timeout = 150 * time.Millisecond
+		var got []bool
+		start := time.Now()
+		for range attempts {
+			got = append(got, l.connectsWithin(f, portSubmission, timeout))
+		}
+		elapsed := time.Since(start)
+		t.Logf("connects %v in %s", got, elapsed.Round(time.Millisecond))
+		dropped := 0
+		for i, ok := range got {
+			if i < 3 && !ok {
+				t.Errorf("connect %d of the burst of 3 failed", i+1)
 			}
-			elapsed := time.Since(start)
-			t.Logf("connects %v in %s", got, elapsed.Round(time.Millisecond))
-			dropped := 0
-			for i, ok := range got {
-				if i < 3 && !ok {
-					t.Errorf("connect %d of the burst of 3 failed", i+1)
-				}
-				if !ok {
-					dropped++
-				}
+			if !ok {
+				dropped++
 			}
-			// The burst took under a second, so at most one token came back.
-			if elapsed < time.Second && dropped < attempts-3-1 {
-				t.Errorf("%d of %d connects dropped in %s, want at least %d (connects: %v)", dropped, attempts, elapsed, attempts-4, got)
-			}
-			if got[3] {
-				t.Errorf("connect 4 went through right after a burst of 3 (connects: %v)", got)
-			}
+		}
+		// The burst took under a second, so at most one token came back.
+		if elapsed < time.Second && dropped < attempts-3-1 {
+			t.Errorf("%d of %d connects dropped in %s, want at least %d (connects: %v)", dropped, attempts, elapsed, attempts-4, got)
+		}
+		if got[3] {
+			t.Errorf("connect 4 went through right after a burst of 3 (connects: %v)", got)
+		}
 
-			after := l.stats()
-			if after.DroppedRate-before.DroppedRate < uint64(dropped) {
-				t.Errorf("dropped_rate rose from %d to %d, want at least %d more", before.DroppedRate, after.DroppedRate, dropped)
-			}
-			if after.SynSeen-before.SynSeen < attempts {
-				t.Errorf("syn_seen rose from %d to %d, want at least %d more", before.SynSeen, after.SynSeen, attempts)
-			}
-			// The mx class keeps its own, untouched bucket.
-			l.mustConnect(f, portMX, "mx while auth is rate limited")
+		after := l.stats()
+		if after.DroppedRate-before.DroppedRate < uint64(dropped) {
+			t.Errorf("dropped_rate rose from %d to %d, want at least %d more", before.DroppedRate, after.DroppedRate, dropped)
+		}
+		if after.SynSeen-before.SynSeen < attempts {
+			t.Errorf("syn_seen rose from %d to %d, want at least %d more", before.SynSeen, after.SynSeen, attempts)
+		}
+		// The mx class keeps its own, untouched bucket.
+		l.mustConnect(f, portMX, "mx while auth is rate limited")
 
-			var top []sourceJSON
-			l.okJSON(&top, "top", "--json")
-			src := netip.PrefixFrom(l.client(f), f.bits)
-			if f.bits == 128 {
-				src = netip.PrefixFrom(l.client(f), 64).Masked() // IPv6 sources share a bucket per /64
-			}
-			found := false
-			for _, s := range top {
-				if s.Source == src.String() {
-					found = true
-					if s.SynAuth < attempts || s.Dropped < uint64(dropped) {
-						t.Errorf("top reports %+v, want at least %d auth SYNs and %d drops", s, attempts, dropped)
-					}
+		var top []sourceJSON
+		l.okJSON(&top, "top", "--json")
+		src := netip.PrefixFrom(l.client(f), f.bits)
+		if f.bits == 128 {
+			src = netip.PrefixFrom(l.client(f), 64).Masked() // IPv6 sources share a bucket per /64
+		}
+		found := false
+		for _, s := range top {
+			if s.Source == src.String() {
+				found = true
+				if s.SynAuth < attempts || s.Dropped < uint64(dropped) {
+					t.Errorf("top reports %+v, want at least %d auth SYNs and %d drops", s, attempts, dropped)
 				}
 			}
-			if !found {
-				t.Errorf("top = %+v, want the client %s", top, src)
-			}
-		})
-	}
+		}
+		if !found {
+			t.Errorf("top = %+v, want the client %s", top, src)
+		}
+	})
 }
 
 func TestBansSurviveCLIExitAndReattach(t *testing.T) {
-	t.Parallel()
-	for _, f := range families {
-		t.Run(f.name, func(t *testing.T) {
-			t.Parallel()
-			l := newLab(t)
-			if out := l.attach(); !strings.Contains(out, "attached to "+l.iface) {
-				t.Errorf("attach says %q", out)
-			}
-			first := l.status()
-			if len(first.Attached) != 1 {
-				t.Fatalf("status after attach: %+v, want one attachment", first.Attached)
-			}
-			l.ok("ban", l.client(f).String(), "--permanent")
-			// Every CLI run above has exited: only pinned state is left.
-			l.mustNotConnect(f, portSubmission, "banned, no process running")
+	inEachFamily(t, func(t *testing.T, l *lab, f family) {
+		first := l.status()
+		if len(first.Attached) != 1 {
+			t.Fatalf("status after attach: %+v, want one attachment", first.Attached)
+		}
+		l.ok("ban", l.client(f).String(), "--permanent")
+		// Every CLI run above has exited: only pinned state is left.
+		l.mustNotConnect(f, portSubmission, "banned, no process running")
 
-			out := l.attach()
-			if !strings.Contains(out, "already attached") {
-				t.Errorf("second attach says %q, want already attached", out)
-			}
-			second := l.status()
-			if len(second.Attached) != 1 || second.Attached[0].LinkID != first.Attached[0].LinkID {
-				t.Errorf("attachments after a second attach: %+v, want only link %d", second.Attached, first.Attached[0].LinkID)
-			}
-			if second.Program.ProgramID != first.Program.ProgramID {
-				t.Errorf("program changed from %d to %d on re-attach of the same build", first.Program.ProgramID, second.Program.ProgramID)
-			}
-			if got := l.xdpProgID(); got != second.Program.ProgramID {
-				t.Errorf("netlink reports program %d on %s, want %d", got, l.iface, second.Program.ProgramID)
-			}
-			entries, err := os.ReadDir(filepath.Join(l.pinDir, "links"))
-			if err != nil || len(entries) != 1 {
-				t.Errorf("pinned links: %v (%v), want one", entries, err)
-			}
-			if bans := l.bans(); len(bans) != 1 {
-				t.Errorf("bans after re-attach: %+v, want the one ban", bans)
-			}
-			l.mustNotConnect(f, portSubmission, "banned, after a second attach")
-		})
-	}
+		out := l.attach()
+		if !strings.Contains(out, "already attached") {
+			t.Errorf("second attach says %q, want already attached", out)
+		}
+		second := l.status()
+		if len(second.Attached) != 1 || second.Attached[0].LinkID != first.Attached[0].LinkID {
+			t.Errorf("attachments after a second attach: %+v, want only link %d", second.Attached, first.Attached[0].LinkID)
+		}
+		if second.Program.ProgramID != first.Program.ProgramID {
+			t.Errorf("program changed from %d to %d on re-attach of the same build", first.Program.ProgramID, second.Program.ProgramID)
+		}
+		if got := l.xdpProgID(); got != second.Program.ProgramID {
+			t.Errorf("netlink reports program %d on %s, want %d", got, l.iface, second.Program.ProgramID)
+		}
+		entries, err := os.ReadDir(filepath.Join(l.pinDir, "links"))
+		if err != nil || len(entries) != 1 {
+			t.Errorf("pinned links: %v (%v), want one", entries, err)
+		}
+		if bans := l.bans(); len(bans) != 1 {
+			t.Errorf("bans after re-attach: %+v, want the one ban", bans)
+		}
+		l.mustNotConnect(f, portSubmission, "banned, after a second attach")
+	})
 }
 
 func TestExpiringBanLiftsWithoutUserspace(t *testing.T) {
-	t.Parallel()
-	for _, f := range families {
-		t.Run(f.name, func(t *testing.T) {
-			t.Parallel()
-			l := newLab(t)
-			l.attach()
-			banned := time.Now()
-			l.ok("ban", l.client(f).String(), "--for", "2s")
-			if l.connectsWithin(f, portSubmission, 500*time.Millisecond) {
-				t.Fatal("client connected right after a 2s ban")
+	inEachFamily(t, func(t *testing.T, l *lab, f family) {
+		banned := time.Now()
+		l.ok("ban", l.client(f).String(), "--for", "2s")
+		if l.connectsWithin(f, portSubmission, 500*time.Millisecond) {
+			t.Fatal("client connected right after a 2s ban")
+		}
+		// No portcullis process runs from here on: the kernel alone
+		// must stop enforcing once the ban's time is up.
+		deadline := banned.Add(15 * time.Second)
+		for !l.connectsWithin(f, portSubmission, 250*time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("a 2s ban still drops after %s", time.Since(banned).Round(time.Millisecond))
 			}
-			// No portcullis process runs from here on: the kernel alone
-			// must stop enforcing once the ban's time is up.
-			deadline := banned.Add(15 * time.Second)
-			for !l.connectsWithin(f, portSubmission, 250*time.Millisecond) {
-				if time.Now().After(deadline) {
-					t.Fatalf("a 2s ban still drops after %s", time.Since(banned).Round(time.Millisecond))
-				}
-			}
-			lifted := time.Since(banned)
-			t.Logf("a 2s ban lifted after %s", lifted.Round(time.Millisecond))
-			if lifted < 1500*time.Millisecond {
-				t.Errorf("a 2s ban lifted after only %s", lifted)
-			}
-			// The expired ban is still listed until something collects it,
-			// but it drops nothing.
-			if e := l.explain(l.client(f), portSubmission); e.Action != "pass" {
-				t.Errorf("explain after expiry: %+v, want pass", e)
-			}
-		})
-	}
+		}
+		lifted := time.Since(banned)
+		t.Logf("a 2s ban lifted after %s", lifted.Round(time.Millisecond))
+		if lifted < 1500*time.Millisecond {
+			t.Errorf("a 2s ban lifted after only %s", lifted)
+		}
+		// The expired ban is still listed until something collects it,
+		// but it drops nothing.
+		if e := l.explain(l.client(f), portSubmission); e.Action != "pass" {
+			t.Errorf("explain after expiry: %+v, want pass", e)
+		}
+	})
 }
 
 func TestExplainAsksTheKernelAndSpendsNothing(t *testing.T) {
-	t.Parallel()
-	for _, f := range families {
-		t.Run(f.name, func(t *testing.T) {
-			t.Parallel()
-			l := newLab(t)
-			l.attach()
-			l.ok("ratelimit", "--class", "auth", "--rate", "60/min", "--burst", "3")
+	inEachFamily(t, func(t *testing.T, l *lab, f family) {
+		l.ok("ratelimit", "--class", "auth", "--rate", "60/min", "--burst", "3")
 
-			// Another address of the same family, banned; the client is not.
-			other := netip.MustParseAddr("198.18.0.77")
-			if f.bits == 128 {
-				other = netip.MustParseAddr("fd00:77::1")
-			}
-			l.ok("ban", other.String())
-			if e := l.explain(other, portSubmission); e.Action != "drop" || e.Rule != "ban" {
-				t.Errorf("explain %s (banned): %+v, want drop by ban", other, e)
-			}
-			e := l.explain(l.client(f), portSubmission)
-			if e.Action != "pass" || e.Class != "auth" {
-				t.Errorf("explain %s (not banned): %+v, want pass in class auth", l.client(f), e)
-			}
-			if e.Tokens == nil || *e.Tokens != 3 {
-				t.Errorf("explain reports tokens %v, want a full bucket of 3", e.Tokens)
-			}
-			before := l.stats()
+		// Another address of the same family, banned; the client is not.
+		other := netip.MustParseAddr("198.18.0.77")
+		if f.bits == 128 {
+			other = netip.MustParseAddr("fd00:77::1")
+		}
+		l.ok("ban", other.String())
+		if e := l.explain(other, portSubmission); e.Action != "drop" || e.Rule != "ban" {
+			t.Errorf("explain %s (banned): %+v, want drop by ban", other, e)
+		}
+		e := l.explain(l.client(f), portSubmission)
+		if e.Action != "pass" || e.Class != "auth" {
+			t.Errorf("explain %s (not banned): %+v, want pass in class auth", l.client(f), e)
+		}
+		if e.Tokens == nil || *e.Tokens != 3 {
+			t.Errorf("explain reports tokens %v, want a full bucket of 3", e.Tokens)
+		}
+		before := l.stats()
 
-			for range 100 {
-				l.ok("explain", l.client(f).String(), "--port", fmt.Sprint(portSubmission))
+		for range 100 {
+			l.ok("explain", l.client(f).String(), "--port", fmt.Sprint(portSubmission))
+		}
+		// Only the SYN counters: neighbour discovery and the like may
+		// pass meanwhile.
+		after := l.stats()
+		if after.SynSeen != before.SynSeen || after.DroppedRate != before.DroppedRate || after.DroppedBan != before.DroppedBan {
+			t.Errorf("explaining changed the counters: %+v, then %+v", before, after)
+		}
+		if e := l.explain(l.client(f), portSubmission); e.Tokens == nil || *e.Tokens != 3 {
+			t.Errorf("after 100 explains the bucket holds %v tokens, want 3", e.Tokens)
+		}
+		for i := range 3 {
+			if !l.connects(f, portSubmission) {
+				t.Errorf("connect %d of 3 failed after 100 explains: explain spent tokens", i+1)
 			}
-			// Only the SYN counters: neighbour discovery and the like may
-			// pass meanwhile.
-			after := l.stats()
-			if after.SynSeen != before.SynSeen || after.DroppedRate != before.DroppedRate || after.DroppedBan != before.DroppedBan {
-				t.Errorf("explaining changed the counters: %+v, then %+v", before, after)
-			}
-			if e := l.explain(l.client(f), portSubmission); e.Tokens == nil || *e.Tokens != 3 {
-				t.Errorf("after 100 explains the bucket holds %v tokens, want 3", e.Tokens)
-			}
-			for i := range 3 {
-				if !l.connects(f, portSubmission) {
-					t.Errorf("connect %d of 3 failed after 100 explains: explain spent tokens", i+1)
-				}
-			}
-		})
-	}
+		}
+	})
 }
 
 func TestBadInputIsOneLineError(t *testing.T) {
@@ -413,36 +369,32 @@ func TestIncompatiblePinDirIsRefused(t *testing.T) {
 }
 
 func TestDetachAllPurgeRemovesEverything(t *testing.T) {
-	t.Parallel()
-	for _, f := range families {
-		t.Run(f.name, func(t *testing.T) {
-			t.Parallel()
-			l := newLab(t)
-			l.attach()
-			l.ok("ban", l.client(f).String(), "--permanent")
-			l.ok("allow", "add", "198.18.9.0/24")
-			l.mustNotConnect(f, portSubmission, "banned")
+	inEachFamily(t, func(t *testing.T, l *lab, f family) {
+		l.ok("ban", l.client(f).String(), "--permanent")
+		l.ok("allow", "add", "198.18.9.0/24")
+		l.mustNotConnect(f, portSubmission, "banned")
 
-			out := l.ok("detach", "--all", "--purge")
-			if !strings.Contains(out, "detached from "+l.iface) {
-				t.Errorf("detach says %q", out)
-			}
-			if _, err := os.Stat(l.pinDir); !errors.Is(err, os.ErrNotExist) {
-				t.Errorf("pin directory still there after purge (stat: %v)", err)
-			}
-			if id := l.xdpProgID(); id != 0 {
-				t.Errorf("program %d still on %s after purge", id, l.iface)
-			}
-			l.mustConnect(f, portSubmission, "after purge")
-			l.fails("bans")
+		out := l.ok("detach", "--all", "--purge")
+		if !strings.Contains(out, "detached from "+l.iface) {
+			t.Errorf("detach says %q", out)
+		}
+		if _, err := os.Stat(l.pinDir); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("pin directory still there after purge (stat: %v)", err)
+		}
+		if id := l.xdpProgID(); id != 0 {
+			t.Errorf("program %d still on %s after purge", id, l.iface)
+		}
+		l.mustConnect(f, portSubmission, "after purge")
+		l.fails("bans")
 
-			// A fresh attach starts from nothing.
-			l.attach()
-			if bans := l.bans(); len(bans) != 0 {
-				t.Errorf("bans after purge and a fresh attach: %+v", bans)
-			}
-		})
-	}
+		// A fresh attach starts from nothing.
+		if out := l.attach(); !strings.Contains(out, "attached to "+l.iface) || strings.Contains(out, "already") {
+			t.Errorf("attach after purge says %q, want a new attachment", out)
+		}
+		if bans := l.bans(); len(bans) != 0 {
+			t.Errorf("bans after purge and a fresh attach: %+v", bans)
+		}
+	})
 }
 
 func TestPinDirFromEnvOrAfterTheCommand(t *testing.T) {

@@ -103,6 +103,20 @@ func newLab(t *testing.T) *lab {
 	return l
 }
 
+// inEachFamily runs fn in parallel subtests, one per address family, each
+// with a lab of its own with the program attached.
+func inEachFamily(t *testing.T, fn func(t *testing.T, l *lab, f family)) {
+	t.Parallel()
+	for _, f := range families {
+		t.Run(f.name, func(t *testing.T) {
+			t.Parallel()
+			l := newLab(t)
+			l.attach()
+			fn(t, l, f)
+		})
+	}
+}
+
 // in returns the lab for a subtest, so that its failures are reported
 // there.
 func (l *lab) in(t *testing.T) *lab {
