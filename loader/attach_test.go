@@ -536,3 +536,59 @@ func TestConcurrentLoadAndAttach(t *testing.T) {
 		})
 	}
 }
+
+// An upgrade must not be blocked by a link whose interface is gone: the
+// kernel refuses to update such a link, and every later Load (so every
+// `portcullis attach`, the command that replaces stale links) would fail.
+func TestUpgradeWithStaleLink(t *testing.T) {
+	dir := newPinDir(t)
+	pair := testnet.NewPair(t)
+	d := load(t, dir, smallCapacity)
+	attach(t, pair.Server, d, pair.ServerLink.Name, loader.ModeAuto)
+
+	ns := pair.Server
+	gone := "pcg" + randomHex(t, 4)
+	err := ns.Do(func() error {
+		if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: gone}, PeerName: gone + "p"}); err != nil {
+			return err
+		}
+		l, err := netlink.LinkByName(gone)
+		if err != nil {
+			return err
+		}
+		return netlink.LinkSetUp(l)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	attach(t, ns, d, gone, loader.ModeAuto)
+	if err := ns.Do(func() error { return netlink.LinkDel(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: gone}}) }); err != nil {
+		t.Fatal(err)
+	}
+
+	other := passAll(t)
+	if err := os.Remove(filepath.Join(dir, "portcullis")); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Pin(filepath.Join(dir, "portcullis")); err != nil {
+		t.Fatal(err)
+	}
+
+	var upgraded *loader.Datapath
+	err = ns.Do(func() error {
+		var err error
+		upgraded, err = loader.Load(loader.Options{PinDir: dir, Logger: testLogger(t)})
+		return err
+	})
+	if err != nil {
+		t.Fatalf("Load with a stale link pinned: %v", err)
+	}
+	defer upgraded.Close()
+	pinned, err := loader.ProgramInfo(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := xdpProgID(t, ns, pair.ServerLink.Name); got != pinned.ProgramID {
+		t.Errorf("live interface runs program %d, want the upgraded %d", got, pinned.ProgramID)
+	}
+}
