@@ -273,8 +273,13 @@ func TestDetachStopsEnforcement(t *testing.T) {
 	if got := xdpProgID(t, pair.Server, iface); got != 0 {
 		t.Errorf("program %d still on %s after detach", got, iface)
 	}
-	if !connects(t, pair.Client, dst) {
-		t.Error("client could not connect after detach")
+	// The ban dropped the client's neighbour solicitations too, so give
+	// neighbour discovery a few tries to recover.
+	deadline := time.Now().Add(5 * time.Second)
+	for !connects(t, pair.Client, dst) {
+		if time.Now().After(deadline) {
+			t.Fatal("client could not connect after detach")
+		}
 	}
 	if err := loader.Detach(dir, iface); !errors.Is(err, loader.ErrNotAttached) {
 		t.Errorf("second detach = %v, want ErrNotAttached", err)

@@ -44,8 +44,8 @@ func TestBanDropsAndUnbanRestores(t *testing.T) {
 		}
 
 		l.ok("unban", l.client(f).String())
-		l.mustConnect(f, portSubmission, "after unban")
-		l.mustConnect(f, portOpen, "after unban")
+		l.mustConnectAgain(f, portSubmission, "after unban")
+		l.mustConnectAgain(f, portOpen, "after unban")
 		if bans := l.bans(); len(bans) != 0 {
 			t.Errorf("bans after unban: %+v", bans)
 		}
@@ -66,7 +66,7 @@ func TestPrefixBanCoversTheClient(t *testing.T) {
 			t.Errorf("bans = %+v, want %s permanent (expires null)", bans, p)
 		}
 		l.ok("unban", p.String())
-		l.mustConnect(f, portSubmission, "after unban of the prefix")
+		l.mustConnectAgain(f, portSubmission, "after unban of the prefix")
 	})
 }
 
@@ -384,7 +384,7 @@ func TestDetachAllPurgeRemovesEverything(t *testing.T) {
 		if id := l.xdpProgID(); id != 0 {
 			t.Errorf("program %d still on %s after purge", id, l.iface)
 		}
-		l.mustConnect(f, portSubmission, "after purge")
+		l.mustConnectAgain(f, portSubmission, "after purge")
 		l.fails("bans")
 
 		// A fresh attach starts from nothing.

@@ -297,6 +297,26 @@ func (l *lab) mustConnect(f family, port uint16, why string) {
 	}
 }
 
+// reconnectWithin bounds the wait for a client to get through once nothing
+// drops it any more. With IPv6 a ban of scope all also drops the source's
+// neighbour solicitations, so the client's neighbour entry for the server
+// may still be incomplete when the ban goes, and resolving it again takes
+// up to a retransmission interval (1s) or so.
+const reconnectWithin = 5 * time.Second
+
+// mustConnectAgain asserts that the client gets through, retrying until
+// reconnectWithin for neighbour discovery to recover.
+func (l *lab) mustConnectAgain(f family, port uint16, why string) {
+	l.t.Helper()
+	deadline := time.Now().Add(reconnectWithin)
+	for !l.connects(f, port) {
+		if time.Now().After(deadline) {
+			l.t.Errorf("%s: %s client could not connect to port %d within %s", why, f.name, port, reconnectWithin)
+			return
+		}
+	}
+}
+
 func (l *lab) mustNotConnect(f family, port uint16, why string) {
 	l.t.Helper()
 	if l.connects(f, port) {
