@@ -368,6 +368,71 @@ func TestIncompatiblePinDirIsRefused(t *testing.T) {
 	l.mustConnect(families[0], portSubmission, "after purge and attach")
 }
 
+// pinIncompatibleBans replaces the lab's pinned bans map with one whose
+// records are smaller, as an older build could have left it, and returns
+// its id.
+func (l *lab) pinIncompatibleBans() ebpf.MapID {
+	l.t.Helper()
+	m, err := ebpf.NewMap(&ebpf.MapSpec{Name: bpf.MapBans, Type: ebpf.Hash, KeySize: 16, ValueSize: 64, MaxEntries: 128, Flags: 1 /* BPF_F_NO_PREALLOC */})
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	defer m.Close()
+	pin := filepath.Join(l.pinDir, bpf.MapBans)
+	if err := os.Remove(pin); err != nil && !errors.Is(err, os.ErrNotExist) {
+		l.t.Fatal(err)
+	}
+	if err := m.Pin(pin); err != nil {
+		l.t.Fatal(err)
+	}
+	info, err := m.Info()
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	id, _ := info.ID()
+	return id
+}
+
+// Every command that reads or writes the maps must say what is wrong with
+// a pin directory an incompatible build made, and what to do, rather than
+// fail on a record size or, worse, answer from maps it cannot read.
+func TestIncompatibleMapsAreNamedByEveryCommand(t *testing.T) {
+	t.Parallel()
+	l := newLab(t)
+	l.attach()
+	id := l.pinIncompatibleBans()
+	tests := [][]string{
+		{"attach", "--iface", l.iface},
+		{"ban", "198.18.0.9"},
+		{"unban", "198.18.0.9"},
+		{"bans"},
+		{"status"},
+		{"explain", "198.18.0.9"},
+	}
+	for _, args := range tests {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			msg := l.in(t).fails(args...)
+			for _, w := range []string{"incompatible", "detach --all --purge"} {
+				if !strings.Contains(msg, w) {
+					t.Errorf("error %q does not mention %q", msg, w)
+				}
+			}
+		})
+	}
+	m, err := ebpf.LoadPinnedMap(filepath.Join(l.pinDir, bpf.MapBans), nil)
+	if err != nil {
+		t.Fatalf("the incompatible map is gone: %v", err)
+	}
+	defer m.Close()
+	info, err := m.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := info.ID(); got != id {
+		t.Errorf("the incompatible map was replaced: id %d, want %d", got, id)
+	}
+}
+
 func TestDetachAllPurgeRemovesEverything(t *testing.T) {
 	inEachFamily(t, func(t *testing.T, l *lab, f family) {
 		l.ok("ban", l.client(f).String(), "--permanent")
