@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cilium/ebpf"
-
 	"github.com/portcullis-mail/portcullis/bpf"
 )
 
@@ -340,16 +338,7 @@ func TestIncompatiblePinDirIsRefused(t *testing.T) {
 	if err := os.Mkdir(l.pinDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	// What an older build with a smaller ban record could have left.
-	m, err := ebpf.NewMap(&ebpf.MapSpec{Name: bpf.MapBans, Type: ebpf.Hash, KeySize: 16, ValueSize: 64, MaxEntries: 128, Flags: 1 /* BPF_F_NO_PREALLOC */})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	pin := filepath.Join(l.pinDir, bpf.MapBans)
-	if err := m.Pin(pin); err != nil {
-		t.Fatal(err)
-	}
+	id := l.pinIncompatibleBans()
 	msg := l.fails("attach", "--iface", l.iface)
 	for _, w := range []string{"incompatible", "detach --all --purge"} {
 		if !strings.Contains(msg, w) {
@@ -359,38 +348,13 @@ func TestIncompatiblePinDirIsRefused(t *testing.T) {
 	if id := l.xdpProgID(); id != 0 {
 		t.Errorf("program %d attached from an incompatible pin directory", id)
 	}
-	if _, err := os.Stat(pin); err != nil {
-		t.Errorf("the old map is gone after the refused attach: %v", err)
+	if got := l.pinnedMapID(bpf.MapBans); got != id {
+		t.Errorf("the incompatible map was replaced: id %d, want %d", got, id)
 	}
 	// The remedy the message names works.
 	l.ok("detach", "--all", "--purge")
 	l.attach()
 	l.mustConnect(families[0], portSubmission, "after purge and attach")
-}
-
-// pinIncompatibleBans replaces the lab's pinned bans map with one whose
-// records are smaller, as an older build could have left it, and returns
-// its id.
-func (l *lab) pinIncompatibleBans() ebpf.MapID {
-	l.t.Helper()
-	m, err := ebpf.NewMap(&ebpf.MapSpec{Name: bpf.MapBans, Type: ebpf.Hash, KeySize: 16, ValueSize: 64, MaxEntries: 128, Flags: 1 /* BPF_F_NO_PREALLOC */})
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	defer m.Close()
-	pin := filepath.Join(l.pinDir, bpf.MapBans)
-	if err := os.Remove(pin); err != nil && !errors.Is(err, os.ErrNotExist) {
-		l.t.Fatal(err)
-	}
-	if err := m.Pin(pin); err != nil {
-		l.t.Fatal(err)
-	}
-	info, err := m.Info()
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	id, _ := info.ID()
-	return id
 }
 
 // Every command that reads or writes the maps must say what is wrong with
@@ -419,16 +383,7 @@ func TestIncompatibleMapsAreNamedByEveryCommand(t *testing.T) {
 			}
 		})
 	}
-	m, err := ebpf.LoadPinnedMap(filepath.Join(l.pinDir, bpf.MapBans), nil)
-	if err != nil {
-		t.Fatalf("the incompatible map is gone: %v", err)
-	}
-	defer m.Close()
-	info, err := m.Info()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := info.ID(); got != id {
+	if got := l.pinnedMapID(bpf.MapBans); got != id {
 		t.Errorf("the incompatible map was replaced: id %d, want %d", got, id)
 	}
 }

@@ -19,8 +19,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"github.com/vishvananda/netlink"
 
+	"github.com/portcullis-mail/portcullis/bpf"
 	"github.com/portcullis-mail/portcullis/internal/testnet"
 	"github.com/portcullis-mail/portcullis/loader"
 )
@@ -407,4 +409,46 @@ func (l *lab) explain(addr netip.Addr, port uint16) explainJSON {
 	var out explainJSON
 	l.okJSON(&out, "explain", addr.String(), "--port", fmt.Sprint(port), "--json")
 	return out
+}
+
+// pinIncompatibleBans replaces the lab's pinned bans map with one whose
+// records are smaller, as an older build could have left it, and returns
+// its id.
+func (l *lab) pinIncompatibleBans() ebpf.MapID {
+	l.t.Helper()
+	m, err := ebpf.NewMap(&ebpf.MapSpec{Name: bpf.MapBans, Type: ebpf.Hash, KeySize: 16, ValueSize: 64, MaxEntries: 128, Flags: 1 /* BPF_F_NO_PREALLOC */})
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	defer m.Close()
+	pin := filepath.Join(l.pinDir, bpf.MapBans)
+	if err := os.Remove(pin); err != nil && !errors.Is(err, os.ErrNotExist) {
+		l.t.Fatal(err)
+	}
+	if err := m.Pin(pin); err != nil {
+		l.t.Fatal(err)
+	}
+	info, err := m.Info()
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	id, _ := info.ID()
+	return id
+}
+
+// pinnedMapID is the id of the map pinned as name in the lab's pin
+// directory.
+func (l *lab) pinnedMapID(name string) ebpf.MapID {
+	l.t.Helper()
+	m, err := ebpf.LoadPinnedMap(filepath.Join(l.pinDir, name), nil)
+	if err != nil {
+		l.t.Fatalf("open pinned map %s: %v", name, err)
+	}
+	defer m.Close()
+	info, err := m.Info()
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	id, _ := info.ID()
+	return id
 }
