@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/portcullis-mail/portcullis/bpf"
+	"github.com/portcullis-mail/portcullis/internal/testnet"
 )
 
 func TestBanDropsAndUnbanRestores(t *testing.T) {
@@ -442,4 +443,83 @@ func TestPinDirFromEnvOrAfterTheCommand(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestAllowlistWinsOverBan(t *testing.T) {
+	inEachFamily(t, func(t *testing.T, l *lab, f family) {
+		l.ok("allow", "add", l.client(f).String())
+		l.ok("ban", l.client(f).String())
+		before := l.stats()
+		l.mustConnect(f, portSubmission, "banned but allowlisted")
+		if e := l.explain(l.client(f), portSubmission); e.Action != "pass" || e.Rule != "allowlist" {
+			t.Errorf("explain: %+v, want pass by allowlist", e)
+		}
+		if after := l.stats(); after.Allowlisted <= before.Allowlisted {
+			t.Errorf("allowlisted counter did not rise: %d, then %d", before.Allowlisted, after.Allowlisted)
+		}
+		l.ok("allow", "del", l.client(f).String())
+		l.mustNotConnect(f, portSubmission, "banned, allowlist entry removed")
+	})
+}
+
+// An IPv4-mapped IPv6 address is the IPv4 address: banning it bans the
+// IPv4 client and is listed in IPv4 form.
+func TestMappedAddressBansTheIPv4Client(t *testing.T) {
+	t.Parallel()
+	l := newLab(t)
+	l.attach()
+	v4 := families[0]
+	tests := []struct{ arg, listed string }{
+		{"::ffff:" + l.client(v4).String(), l.client(v4).String() + "/32"},
+		{"::ffff:198.18.0.0/120", "198.18.0.0/24"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.arg, func(t *testing.T) {
+			l := l.in(t)
+			l.ok("ban", tt.arg)
+			bans := l.bans()
+			if len(bans) != 1 || bans[0].Prefix != tt.listed {
+				t.Errorf("bans = %+v, want %s", bans, tt.listed)
+			}
+			l.mustNotConnect(v4, portSubmission, "banned as "+tt.arg)
+			l.ok("unban", tt.arg)
+			l.mustConnectAgain(v4, portSubmission, "unbanned as "+tt.arg)
+		})
+	}
+}
+
+func TestAttachSeveralInterfaces(t *testing.T) {
+	t.Parallel()
+	l := newLab(t)
+	// A second link between the same namespaces, on its own subnet.
+	client2, server2 := netip.MustParseAddr("198.19.0.1"), netip.MustParseAddr("198.19.0.2")
+	_, second := testnet.Veth(t, l.pair.Client, l.pair.Server,
+		[]netip.Prefix{netip.PrefixFrom(client2, 24)}, []netip.Prefix{netip.PrefixFrom(server2, 24)})
+	out := l.ok("attach", "--iface", l.iface, "--iface", second.Name)
+	for _, iface := range []string{l.iface, second.Name} {
+		if !strings.Contains(out, "attached to "+iface) {
+			t.Errorf("attach says %q, want %s attached", out, iface)
+		}
+	}
+	if st := l.status(); len(st.Attached) != 2 {
+		t.Fatalf("status: %+v, want two attachments", st.Attached)
+	}
+	dst2 := netip.AddrPortFrom(server2, portSubmission)
+	l.ok("ban", client2.String())
+	if l.dial(client2, dst2, dialTimeout) {
+		t.Error("banned client connected over the second interface")
+	}
+	l.ok("detach", "--iface", second.Name)
+	if st := l.status(); len(st.Attached) != 1 || st.Attached[0].Iface != l.iface {
+		t.Errorf("status after detaching %s: %+v, want only %s", second.Name, st.Attached, l.iface)
+	}
+	deadline := time.Now().Add(reconnectWithin)
+	for !l.dial(client2, dst2, dialTimeout) {
+		if time.Now().After(deadline) {
+			t.Fatalf("client could not connect over the detached %s", second.Name)
+		}
+	}
+	// The first interface still enforces.
+	l.ok("ban", l.client(families[0]).String())
+	l.mustNotConnect(families[0], portSubmission, "banned, first interface still attached")
 }

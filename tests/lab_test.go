@@ -275,10 +275,15 @@ func (l *lab) connects(f family, port uint16) bool {
 
 func (l *lab) connectsWithin(f family, port uint16, timeout time.Duration) bool {
 	l.t.Helper()
+	return l.dial(l.client(f), netip.AddrPortFrom(l.server(f), port), timeout)
+}
+
+// dial is connectsWithin for any pair of addresses.
+func (l *lab) dial(src netip.Addr, dst netip.AddrPort, timeout time.Duration) bool {
+	l.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	dst := netip.AddrPortFrom(l.server(f), port)
-	c, err := l.pair.Client.DialFrom(ctx, "tcp", netip.AddrPortFrom(l.client(f), 0), dst)
+	c, err := l.pair.Client.DialFrom(ctx, "tcp", netip.AddrPortFrom(src, 0), dst)
 	if err == nil {
 		c.Close()
 		return true
