@@ -310,6 +310,7 @@ func TestNothingAttachedIsAnError(t *testing.T) {
 		{"detach all, never loaded", false, []string{"detach", "--all"}, "not attached"},
 		{"detach all with purge, never loaded", false, []string{"detach", "--all", "--purge"}, "not attached"},
 		{"detach all, loaded but detached", true, []string{"detach", "--all"}, "not attached"},
+		{"attach an unknown interface, never loaded", false, []string{"attach", "--iface", "pcnosuch0"}, "pcnosuch0"},
 		{"bans, never loaded", false, []string{"bans"}, "attach"},
 		{"stats, never loaded", false, []string{"stats"}, "attach"},
 		{"explain, never loaded", false, []string{"explain", "198.18.0.1"}, "attach"},
