@@ -13,6 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
+
 	"github.com/portcullis-mail/portcullis/bpf"
 	"github.com/portcullis-mail/portcullis/internal/testnet"
 )
@@ -523,4 +527,60 @@ func TestAttachSeveralInterfaces(t *testing.T) {
 	// The first interface still enforces.
 	l.ok("ban", l.client(families[0]).String())
 	l.mustNotConnect(families[0], portSubmission, "banned, first interface still attached")
+}
+
+// A second `attach` from a newer build upgrades the program in place: here
+// the pinned program and the one in the link are swapped for a stand-in
+// that passes everything, as an older build's would be, and attach must put
+// this build's back into the same link, bans kept.
+func TestAttachUpgradesAnotherBuildInPlace(t *testing.T) {
+	inEachFamily(t, func(t *testing.T, l *lab, f family) {
+		l.ok("ban", l.client(f).String(), "--permanent")
+		before := l.status()
+		if len(before.Attached) != 1 {
+			t.Fatalf("status: %+v, want one attachment", before.Attached)
+		}
+
+		older, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+			Name: "portcullis", Type: ebpf.XDP, AttachType: ebpf.AttachXDP, License: "MIT",
+			Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 2 /* XDP_PASS */), asm.Return()},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer older.Close()
+		lk, err := link.LoadPinnedLink(filepath.Join(l.pinDir, "links", l.iface), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = lk.Update(older)
+		lk.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		progPin := filepath.Join(l.pinDir, "portcullis")
+		if err := os.Remove(progPin); err != nil {
+			t.Fatal(err)
+		}
+		if err := older.Pin(progPin); err != nil {
+			t.Fatal(err)
+		}
+		l.mustConnectAgain(f, portSubmission, "the stand-in passes everything")
+
+		l.attach()
+		after := l.status()
+		if after.Program.ProgramID == before.Program.ProgramID {
+			t.Errorf("program id %d unchanged: want a newly loaded program", after.Program.ProgramID)
+		}
+		if got := l.xdpProgID(); got != after.Program.ProgramID {
+			t.Errorf("%s runs program %d, want the pinned %d", l.iface, got, after.Program.ProgramID)
+		}
+		if len(after.Attached) != 1 || after.Attached[0].LinkID != before.Attached[0].LinkID {
+			t.Errorf("attachments %+v, want link %d updated in place", after.Attached, before.Attached[0].LinkID)
+		}
+		if bans := l.bans(); len(bans) != 1 {
+			t.Errorf("bans after the upgrade: %+v, want the one ban", bans)
+		}
+		l.mustNotConnect(f, portSubmission, "banned, after the upgrade")
+	})
 }
