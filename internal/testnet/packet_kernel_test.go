@@ -1,9 +1,11 @@
 package testnet
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"testing"
 	"time"
 
@@ -131,5 +133,18 @@ func TestKernelAnswersBuiltSYN(t *testing.T) {
 				t.Fatalf("no SYN-ACK for the built SYN: %v", err)
 			}
 		})
+	}
+}
+
+func TestRawReceiveTimesOut(t *testing.T) {
+	p := NewPair(t)
+	raw := p.ServerLink.OpenRaw(t)
+	start := time.Now()
+	_, err := raw.Receive(50*time.Millisecond, func([]byte) bool { return false })
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("Receive with nothing matching returned %v, want a deadline error", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("Receive took %s for a 50ms timeout", d)
 	}
 }

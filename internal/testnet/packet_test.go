@@ -71,6 +71,8 @@ func TestPacketBytesDecode(t *testing.T) {
 			wantLen: 14 + 40 + 16 + 20, wantExt: []int{16}},
 		{name: "AH with a longer ICV", p: Packet{Src: src6, Dst: dst6, DstPort: 25, IPv6Ext: []ExtHeader{{Type: ExtAH, Len: 20}}},
 			wantLen: 14 + 40 + 24 + 20, wantExt: []int{24}},
+		{name: "other extension header (mobility) in RFC 6564 layout", p: Packet{Src: src6, Dst: dst6, DstPort: 25, IPv6Ext: []ExtHeader{{Type: 135, Len: 8}}},
+			wantLen: 14 + 40 + 16 + 20, wantExt: []int{16}},
 		{name: "every extension header chained", p: Packet{Src: src6, Dst: dst6, Proto: ProtoICMPv6, IPv6Ext: []ExtHeader{
 			{Type: ExtHopByHop, Len: 10}, {Type: ExtDestOptions}, {Type: ExtRouting, Len: 22},
 			{Type: ExtFragment, Frag: &Frag{ID: 0xdeadbeef}}, {Type: ExtAH}, {Type: ExtDestOptions, Len: 60},
@@ -105,8 +107,11 @@ func checkFrame(t *testing.T, p Packet, b []byte, wantExt []int) {
 		proto = ProtoTCP
 	}
 	pkt := gopacket.NewPacket(b, layers.LayerTypeEthernet, gopacket.Default)
-	// gopacket reports protocols it does not know as an error.
+	// gopacket reports protocols and headers it does not know as an error.
 	known := slices.Contains([]uint8{ProtoTCP, ProtoUDP, ProtoICMP, ProtoICMPv6}, proto)
+	for _, e := range p.IPv6Ext {
+		known = known && slices.Contains([]uint8{ExtHopByHop, ExtRouting, ExtFragment, ExtAH, ExtDestOptions}, e.Type)
+	}
 	if e := pkt.ErrorLayer(); e != nil && known {
 		t.Fatalf("decode: %v", e.Error())
 	}
@@ -282,8 +287,13 @@ func checkExt(t *testing.T, e ExtHeader, b []byte) int {
 		}
 		return h.ActualLength
 	}
-	t.Fatalf("no check for extension header %d", e.Type)
-	return 0
+	// Any other type: next header, length in 8-byte units beyond the
+	// first, zeros.
+	size := (int(b[1]) + 1) * 8
+	if size%8 != 0 || size < 2+e.Len || size >= 2+e.Len+8 || !bytes.Equal(b[2:size], make([]byte, size-2)) {
+		t.Errorf("extension header %d: %x for Len %d", e.Type, b[:min(size, len(b))], e.Len)
+	}
+	return size
 }
 
 // checkL4 checks the transport header and payload in b.
