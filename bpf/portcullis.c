@@ -176,8 +176,10 @@ static __always_inline void parse_ipv6(void *nh, void *end, struct pkt *p)
 
 	__u8 next = ip6->nexthdr;
 	void *cur = ip6 + 1;
+	/* One pass per extension header, plus one to reach the TCP header
+	 * after the last of them. */
 #pragma unroll
-	for (int i = 0; i < MAX_EXT; i++) {
+	for (int i = 0; i < MAX_EXT + 1; i++) {
 		switch (next) {
 		case IPPROTO_TCP:
 			parse_tcp(cur, end, p);

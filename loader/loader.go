@@ -295,3 +295,18 @@ func (d *Datapath) Program() *ebpf.Program { return d.prog }
 func (d *Datapath) Close() error {
 	return errors.Join(d.Maps.Close(), d.prog.Close())
 }
+
+// Open returns the pinned datapath as it is, creating and upgrading nothing:
+// for commands that only look, such as explain.
+func Open(pinDir string) (*Datapath, error) {
+	m, err := maps.Open(pinDir)
+	if err != nil {
+		return nil, err
+	}
+	prog, err := ebpf.LoadPinnedProgram(filepath.Join(pinDir, progPin), nil)
+	if err != nil {
+		m.Close()
+		return nil, fmt.Errorf("open pinned program: %w", err)
+	}
+	return &Datapath{pinDir: pinDir, log: slog.Default(), prog: prog, Maps: m}, nil
+}

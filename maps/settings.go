@@ -130,33 +130,44 @@ func (m *Maps) Counters() (Counters, error) {
 	}, nil
 }
 
-// Top returns the n sources with the most SYNs to protected ports.
+// Top returns the n sources with the most SYNs to protected ports. It keeps
+// only the n best while scanning, so a full table of a million sources costs
+// no more memory than n.
 func (m *Maps) Top(n int) ([]Source, error) {
-	var out []Source
+	if n < 1 {
+		return nil, fmt.Errorf("top needs n >= 1, got %d", n)
+	}
+	before := func(a, b Source) bool {
+		if a.Total() != b.Total() {
+			return a.Total() > b.Total()
+		}
+		return a.Prefix.Addr().Less(b.Prefix.Addr())
+	}
+	out := make([]Source, 0, n)
 	err := eachEntry(m.sources, func(k bpf.Addr, v bpf.Source) {
 		a := keyAddr(k)
 		bits := a.BitLen()
 		if a.Is6() {
 			bits = 64
 		}
-		out = append(out, Source{
+		s := Source{
 			Prefix:   netip.PrefixFrom(a, bits),
 			SYNs:     [2]uint64{uint64(v.Syns[0]), uint64(v.Syns[1])},
 			Drops:    [2]uint64{uint64(v.Drops[0]), uint64(v.Drops[1])},
 			LastSeen: fromBoot(v.LastSeen),
-		})
+		}
+		if len(out) == n && !before(s, out[n-1]) {
+			return
+		}
+		i := sort.Search(len(out), func(i int) bool { return before(s, out[i]) })
+		if len(out) < n {
+			out = append(out, Source{})
+		}
+		copy(out[i+1:], out[i:])
+		out[i] = s
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list sources: %w", err)
-	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Total() != out[j].Total() {
-			return out[i].Total() > out[j].Total()
-		}
-		return out[i].Prefix.Addr().Less(out[j].Prefix.Addr())
-	})
-	if n > 0 && len(out) > n {
-		out = out[:n]
 	}
 	return out, nil
 }
