@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/portcullis-mail/portcullis/bpf"
+	"github.com/portcullis-mail/portcullis/internal/testnet"
 	"github.com/portcullis-mail/portcullis/maps"
 )
 
@@ -162,8 +163,8 @@ func TestAllowlistWinsOverBans(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			d.tb = t
 			src := addr(tt.src)
-			ack := SYN(src, dstFor(src), 80)
-			ack.Flags = ACK
+			ack := testnet.SYN(src, dstFor(src), 80)
+			ack.Flags = testnet.FlagACK
 			hits := d.lookupBan(prefix(tt.ban)).Hits
 			if !tt.allowed {
 				d.expect("syn", syn(src, 25), xdpDrop, maps.Counters{DroppedBan: 1})

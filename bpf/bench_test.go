@@ -9,6 +9,7 @@ import (
 	"github.com/cilium/ebpf/asm"
 
 	"github.com/portcullis-mail/portcullis/bpf"
+	"github.com/portcullis-mail/portcullis/internal/testnet"
 	"github.com/portcullis-mail/portcullis/maps"
 )
 
@@ -134,10 +135,10 @@ func reportOnce(b *testing.B, name string, took time.Duration) {
 func BenchmarkDatapath(b *testing.B) {
 	d := loadDatapath(b, 0) // production capacities: the LRU is preallocated
 	floor := floorProgram(b)
-	arp := Packet{EtherType: 0x0806, Payload: make([]byte, 46)}.Bytes()
+	arp := testnet.Packet{EtherType: testnet.EtherTypeARP, Payload: make([]byte, 46)}.Bytes()
 	ack := func(src netip.Addr, port uint16) []byte {
-		p := SYN(src, dstFor(src), port)
-		p.Flags = ACK
+		p := testnet.SYN(src, dstFor(src), port)
+		p.Flags = testnet.FlagACK
 		return p.Bytes()
 	}
 	// A limit that is on (so the GCRA compare-and-swap runs) but never

@@ -216,7 +216,7 @@ var (
 
 // syn is a SYN from src to port, to the test server of src's family.
 func syn(src netip.Addr, port uint16) []byte {
-	return SYN(src, dstFor(src), port).Bytes()
+	return testnet.SYN(src, dstFor(src), port).Bytes()
 }
 
 func dstFor(src netip.Addr) netip.Addr {

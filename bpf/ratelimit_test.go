@@ -122,7 +122,7 @@ func TestBucketsAreKeyedPerIPv4AddressAndPerIPv6Slash64(t *testing.T) {
 			}
 		})
 	}
-	top, err := d.Maps.Top(0)
+	top, err := d.Maps.Top(100)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +207,7 @@ func TestTopListsSourcesBySYNsWithDrops(t *testing.T) {
 			t.Errorf("top[%d] last seen %v ago", i, age)
 		}
 	}
-	all, err := d.Maps.Top(0)
+	all, err := d.Maps.Top(100)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	"github.com/portcullis-mail/portcullis/internal/testnet"
 	"github.com/portcullis-mail/portcullis/maps"
 )
 
@@ -29,12 +30,12 @@ var (
 	clean6, mailBanned6, allBanned6 = addr("fd00:1::1"), addr("fd00:2::1"), addr("fd00:3::1")
 )
 
-func ext(types ...uint8) []ExtHeader {
-	var hs []ExtHeader
+func ext(types ...uint8) []testnet.ExtHeader {
+	var hs []testnet.ExtHeader
 	for _, t := range types {
-		h := ExtHeader{Type: t, Len: 6}
-		if t == 44 {
-			h.Frag = &Frag{ID: 7} // first fragment: offset 0
+		h := testnet.ExtHeader{Type: t, Len: 6}
+		if t == testnet.ExtFragment {
+			h = testnet.ExtHeader{Type: t, Frag: &testnet.Frag{ID: 7}} // first fragment: offset 0
 		}
 		hs = append(hs, h)
 	}
@@ -51,58 +52,67 @@ func TestVerdictDependsOnWhatThePacketLetsTheProgramRead(t *testing.T) {
 		d.ban(maps.Ban{Prefix: host(a), Scope: maps.ScopeAll})
 	}
 
-	const hop, routing, frag, dstopts, ah = 0, 43, 44, 60, 51
-	v4 := func(p Packet) Packet { p.Src, p.Dst = clean4, dst4; return p }
-	v6 := func(p Packet) Packet { p.Src, p.Dst = clean6, dst6; return p }
-	syn25 := Packet{SrcPort: 40000, DstPort: 25, Flags: SYNFlag}
-	with := func(p Packet, f func(*Packet)) Packet { f(&p); return p }
+	const (
+		hop     = testnet.ExtHopByHop
+		routing = testnet.ExtRouting
+		frag    = testnet.ExtFragment
+		dstopts = testnet.ExtDestOptions
+		ah      = testnet.ExtAH
+	)
+	v4 := func(p testnet.Packet) testnet.Packet { p.Src, p.Dst = clean4, dst4; return p }
+	v6 := func(p testnet.Packet) testnet.Packet { p.Src, p.Dst = clean6, dst6; return p }
+	syn25 := testnet.Packet{SrcPort: 40000, DstPort: 25, Flags: testnet.FlagSYN}
+	with := func(p testnet.Packet, f func(*testnet.Packet)) testnet.Packet { f(&p); return p }
 
 	tests := []struct {
 		name string
-		pkt  Packet
+		pkt  testnet.Packet
 		read readable
 	}{
 		{"ipv4", v4(syn25), ports},
 		{"ipv6", v6(syn25), ports},
-		{"ipv4 in vlan", v4(with(syn25, func(p *Packet) { p.VLANs = []uint16{10} })), ports},
-		{"ipv6 in vlan", v6(with(syn25, func(p *Packet) { p.VLANs = []uint16{10} })), ports},
-		{"ipv4 in qinq", v4(with(syn25, func(p *Packet) { p.VLANs = []uint16{10, 20} })), ports},
-		{"ipv6 in qinq", v6(with(syn25, func(p *Packet) { p.VLANs = []uint16{10, 20} })), ports},
-		{"three vlan tags are more than followed", v4(with(syn25, func(p *Packet) { p.VLANs = []uint16{10, 20, 30} })), noSource},
-		{"ipv4 with 4 bytes of options", v4(with(syn25, func(p *Packet) { p.IPv4Options = []byte{1, 1, 1, 0} })), ports},
-		{"ipv4 with 40 bytes of options", v4(with(syn25, func(p *Packet) { p.IPv4Options = make([]byte, 40) })), ports},
-		{"ipv4 with tcp options", v4(with(syn25, func(p *Packet) { p.TCPOptions = []byte{2, 4, 5, 0xb4, 1, 1, 4, 2} })), ports},
-		{"ipv6 hop-by-hop", v6(with(syn25, func(p *Packet) { p.IPv6Ext = ext(hop) })), ports},
-		{"ipv6 routing", v6(with(syn25, func(p *Packet) { p.IPv6Ext = ext(routing) })), ports},
-		{"ipv6 first fragment", v6(with(syn25, func(p *Packet) { p.IPv6Ext = ext(frag) })), ports},
-		{"ipv6 destination options", v6(with(syn25, func(p *Packet) { p.IPv6Ext = ext(dstopts) })), ports},
-		{"ipv6 authentication header", v6(with(syn25, func(p *Packet) { p.IPv6Ext = ext(ah) })), ports},
-		{"ipv6 long destination options", v6(with(syn25, func(p *Packet) { p.IPv6Ext = []ExtHeader{{Type: dstopts, Len: 2000}} })), ports},
-		{"ipv6 chain of two", v6(with(syn25, func(p *Packet) { p.IPv6Ext = ext(hop, dstopts) })), ports},
-		{"ipv6 chain of three", v6(with(syn25, func(p *Packet) { p.IPv6Ext = ext(hop, routing, frag) })), ports},
-		{"ipv6 chain of four", v6(with(syn25, func(p *Packet) { p.IPv6Ext = ext(hop, dstopts, routing, frag) })), ports},
-		{"ipv6 chain of five", v6(with(syn25, func(p *Packet) { p.IPv6Ext = ext(hop, dstopts, routing, frag, ah) })), ports},
-		{"ipv6 chain of six", v6(with(syn25, func(p *Packet) { p.IPv6Ext = ext(hop, dstopts, routing, frag, ah, dstopts) })), ports},
-		{"ipv6 chain of seven is malformed", v6(with(syn25, func(p *Packet) { p.IPv6Ext = ext(hop, dstopts, routing, frag, ah, dstopts, dstopts) })), sourceOnly},
-		{"ipv4 first fragment", v4(with(syn25, func(p *Packet) { p.IPv4Frag = &Frag{More: true, ID: 9} })), ports},
-		{"ipv4 later fragment", v4(with(syn25, func(p *Packet) { p.IPv4Frag = &Frag{Offset: 3, ID: 9}; p.Payload = make([]byte, 16) })), noPorts},
-		{"ipv4 later fragment with more", v4(with(syn25, func(p *Packet) { p.IPv4Frag = &Frag{Offset: 1, More: true, ID: 9}; p.Payload = make([]byte, 16) })), noPorts},
-		{"ipv6 later fragment", v6(with(syn25, func(p *Packet) {
-			p.IPv6Ext = []ExtHeader{{Type: frag, Frag: &Frag{Offset: 3, ID: 9}}}
+		{"ipv4 in vlan", v4(with(syn25, func(p *testnet.Packet) { p.VLANs = []uint16{10} })), ports},
+		{"ipv6 in vlan", v6(with(syn25, func(p *testnet.Packet) { p.VLANs = []uint16{10} })), ports},
+		{"ipv4 in qinq", v4(with(syn25, func(p *testnet.Packet) { p.VLANs = []uint16{10, 20} })), ports},
+		{"ipv6 in qinq", v6(with(syn25, func(p *testnet.Packet) { p.VLANs = []uint16{10, 20} })), ports},
+		{"three vlan tags are more than followed", v4(with(syn25, func(p *testnet.Packet) { p.VLANs = []uint16{10, 20, 30} })), noSource},
+		{"ipv4 with 4 bytes of options", v4(with(syn25, func(p *testnet.Packet) { p.IPv4Options = []byte{1, 1, 1, 0} })), ports},
+		{"ipv4 with 40 bytes of options", v4(with(syn25, func(p *testnet.Packet) { p.IPv4Options = make([]byte, 40) })), ports},
+		{"ipv4 with tcp options", v4(with(syn25, func(p *testnet.Packet) { p.TCPOptions = []byte{2, 4, 5, 0xb4, 1, 1, 4, 2} })), ports},
+		{"ipv6 hop-by-hop", v6(with(syn25, func(p *testnet.Packet) { p.IPv6Ext = ext(hop) })), ports},
+		{"ipv6 routing", v6(with(syn25, func(p *testnet.Packet) { p.IPv6Ext = ext(routing) })), ports},
+		{"ipv6 first fragment", v6(with(syn25, func(p *testnet.Packet) { p.IPv6Ext = ext(frag) })), ports},
+		{"ipv6 destination options", v6(with(syn25, func(p *testnet.Packet) { p.IPv6Ext = ext(dstopts) })), ports},
+		{"ipv6 authentication header", v6(with(syn25, func(p *testnet.Packet) { p.IPv6Ext = ext(ah) })), ports},
+		{"ipv6 long destination options", v6(with(syn25, func(p *testnet.Packet) { p.IPv6Ext = []testnet.ExtHeader{{Type: dstopts, Len: 2000}} })), ports},
+		{"ipv6 chain of two", v6(with(syn25, func(p *testnet.Packet) { p.IPv6Ext = ext(hop, dstopts) })), ports},
+		{"ipv6 chain of three", v6(with(syn25, func(p *testnet.Packet) { p.IPv6Ext = ext(hop, routing, frag) })), ports},
+		{"ipv6 chain of four", v6(with(syn25, func(p *testnet.Packet) { p.IPv6Ext = ext(hop, dstopts, routing, frag) })), ports},
+		{"ipv6 chain of five", v6(with(syn25, func(p *testnet.Packet) { p.IPv6Ext = ext(hop, dstopts, routing, frag, ah) })), ports},
+		{"ipv6 chain of six", v6(with(syn25, func(p *testnet.Packet) { p.IPv6Ext = ext(hop, dstopts, routing, frag, ah, dstopts) })), ports},
+		{"ipv6 chain of seven is malformed", v6(with(syn25, func(p *testnet.Packet) { p.IPv6Ext = ext(hop, dstopts, routing, frag, ah, dstopts, dstopts) })), sourceOnly},
+		{"ipv4 first fragment", v4(with(syn25, func(p *testnet.Packet) { p.IPv4Frag = &testnet.Frag{More: true, ID: 9} })), ports},
+		{"ipv4 later fragment", v4(with(syn25, func(p *testnet.Packet) { p.IPv4Frag = &testnet.Frag{Offset: 3, ID: 9}; p.Payload = make([]byte, 16) })), noPorts},
+		{"ipv4 later fragment with more", v4(with(syn25, func(p *testnet.Packet) {
+			p.IPv4Frag = &testnet.Frag{Offset: 1, More: true, ID: 9}
 			p.Payload = make([]byte, 16)
 		})), noPorts},
-		{"ipv6 later fragment after hop-by-hop", v6(with(syn25, func(p *Packet) {
-			p.IPv6Ext = []ExtHeader{{Type: hop, Len: 6}, {Type: frag, Frag: &Frag{Offset: 1, More: true, ID: 9}}}
+		{"ipv6 later fragment", v6(with(syn25, func(p *testnet.Packet) {
+			p.IPv6Ext = []testnet.ExtHeader{{Type: frag, Frag: &testnet.Frag{Offset: 3, ID: 9}}}
 			p.Payload = make([]byte, 16)
 		})), noPorts},
-		{"ipv4 udp to port 25", v4(with(syn25, func(p *Packet) { p.Proto = 17 })), noPorts},
-		{"ipv6 udp to port 25", v6(with(syn25, func(p *Packet) { p.Proto = 17 })), noPorts},
-		{"ipv4 icmp", v4(Packet{Proto: 1, Payload: make([]byte, 8)}), noPorts},
-		{"ipv6 icmpv6 after hop-by-hop", v6(Packet{Proto: 58, IPv6Ext: ext(hop), Payload: make([]byte, 8)}), noPorts},
-		{"ipv6 no next header", v6(Packet{Proto: 59}), noPorts},
-		{"arp", Packet{EtherType: 0x0806, Payload: make([]byte, 28)}, nonIP},
-		{"arp in vlan", Packet{EtherType: 0x0806, VLANs: []uint16{10}, Payload: make([]byte, 28)}, nonIP},
-		{"lldp", Packet{EtherType: 0x88cc, Payload: make([]byte, 46)}, nonIP},
+		{"ipv6 later fragment after hop-by-hop", v6(with(syn25, func(p *testnet.Packet) {
+			p.IPv6Ext = []testnet.ExtHeader{{Type: hop, Len: 6}, {Type: frag, Frag: &testnet.Frag{Offset: 1, More: true, ID: 9}}}
+			p.Payload = make([]byte, 16)
+		})), noPorts},
+		{"ipv4 udp to port 25", v4(with(syn25, func(p *testnet.Packet) { p.Proto = testnet.ProtoUDP })), noPorts},
+		{"ipv6 udp to port 25", v6(with(syn25, func(p *testnet.Packet) { p.Proto = testnet.ProtoUDP })), noPorts},
+		{"ipv4 icmp", v4(testnet.Packet{Proto: testnet.ProtoICMP, Payload: make([]byte, 8)}), noPorts},
+		{"ipv6 icmpv6 after hop-by-hop", v6(testnet.Packet{Proto: testnet.ProtoICMPv6, IPv6Ext: ext(hop), Payload: make([]byte, 8)}), noPorts},
+		{"ipv6 no next header", v6(testnet.Packet{Proto: 59 /* no next header */}), noPorts},
+		{"arp", testnet.Packet{EtherType: testnet.EtherTypeARP, Payload: make([]byte, 28)}, nonIP},
+		{"arp in vlan", testnet.Packet{EtherType: testnet.EtherTypeARP, VLANs: []uint16{10}, Payload: make([]byte, 28)}, nonIP},
+		{"lldp", testnet.Packet{EtherType: 0x88cc, Payload: make([]byte, 46)}, nonIP},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -179,7 +189,7 @@ func TestTruncatedSYNNeverDropsAnInnocentSource(t *testing.T) {
 				clean, mail, all = clean6, mailBanned6, allBanned6
 			}
 			frame := func(src netip.Addr) []byte {
-				p := SYN(src, dstFor(src), 25)
+				p := testnet.SYN(src, dstFor(src), 25)
 				p.VLANs = tt.vlans
 				return p.Bytes()
 			}
@@ -249,23 +259,23 @@ func TestOnlySYNSpendsTokens(t *testing.T) {
 
 	tests := []struct {
 		name   string
-		flags  TCPFlags
+		flags  testnet.TCPFlags
 		spends bool
 	}{
-		{"syn", SYNFlag, true},
-		{"syn-ack", SYNFlag | ACK, false},
-		{"ack", ACK, false},
-		{"psh-ack", PSH | ACK, false},
-		{"rst", RST, false},
-		{"rst-ack", RST | ACK, false},
-		{"fin-ack", FIN | ACK, false},
-		{"syn with ecn bits", SYNFlag | 0x40 | 0x80, true},
+		{"syn", testnet.FlagSYN, true},
+		{"syn-ack", testnet.FlagSYN | testnet.FlagACK, false},
+		{"ack", testnet.FlagACK, false},
+		{"psh-ack", testnet.FlagPSH | testnet.FlagACK, false},
+		{"rst", testnet.FlagRST, false},
+		{"rst-ack", testnet.FlagRST | testnet.FlagACK, false},
+		{"fin-ack", testnet.FlagFIN | testnet.FlagACK, false},
+		{"syn with ecn bits", testnet.FlagSYN | testnet.FlagECE | testnet.FlagCWR, true},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			d.tb = t
 			src := netip.AddrFrom4([4]byte{198, 18, 2, byte(10 + i)})
-			p := SYN(src, dst4, 25)
+			p := testnet.SYN(src, dst4, 25)
 			p.Flags = tt.flags
 			want := maps.Counters{Passed: 1}
 			if tt.spends {
@@ -436,16 +446,28 @@ func TestBanScope(t *testing.T) {
 	tests := []struct {
 		name  string
 		scope maps.Scope
-		pkt   func(src netip.Addr) Packet
+		pkt   func(src netip.Addr) testnet.Packet
 		drops bool
 	}{
-		{"mail scope, syn to 25", maps.ScopeMail, func(s netip.Addr) Packet { return SYN(s, dstFor(s), 25) }, true},
-		{"mail scope, ack to 993", maps.ScopeMail, func(s netip.Addr) Packet { p := SYN(s, dstFor(s), 993); p.Flags = ACK; return p }, true},
-		{"mail scope, syn to 80", maps.ScopeMail, func(s netip.Addr) Packet { return SYN(s, dstFor(s), 80) }, false},
-		{"mail scope, udp to 25", maps.ScopeMail, func(s netip.Addr) Packet { p := SYN(s, dstFor(s), 25); p.Proto = 17; return p }, false},
-		{"all scope, syn to 25", maps.ScopeAll, func(s netip.Addr) Packet { return SYN(s, dstFor(s), 25) }, true},
-		{"all scope, syn to 80", maps.ScopeAll, func(s netip.Addr) Packet { return SYN(s, dstFor(s), 80) }, true},
-		{"all scope, udp to 53", maps.ScopeAll, func(s netip.Addr) Packet { p := SYN(s, dstFor(s), 53); p.Proto = 17; return p }, true},
+		{"mail scope, syn to 25", maps.ScopeMail, func(s netip.Addr) testnet.Packet { return testnet.SYN(s, dstFor(s), 25) }, true},
+		{"mail scope, ack to 993", maps.ScopeMail, func(s netip.Addr) testnet.Packet {
+			p := testnet.SYN(s, dstFor(s), 993)
+			p.Flags = testnet.FlagACK
+			return p
+		}, true},
+		{"mail scope, syn to 80", maps.ScopeMail, func(s netip.Addr) testnet.Packet { return testnet.SYN(s, dstFor(s), 80) }, false},
+		{"mail scope, udp to 25", maps.ScopeMail, func(s netip.Addr) testnet.Packet {
+			p := testnet.SYN(s, dstFor(s), 25)
+			p.Proto = testnet.ProtoUDP
+			return p
+		}, false},
+		{"all scope, syn to 25", maps.ScopeAll, func(s netip.Addr) testnet.Packet { return testnet.SYN(s, dstFor(s), 25) }, true},
+		{"all scope, syn to 80", maps.ScopeAll, func(s netip.Addr) testnet.Packet { return testnet.SYN(s, dstFor(s), 80) }, true},
+		{"all scope, udp to 53", maps.ScopeAll, func(s netip.Addr) testnet.Packet {
+			p := testnet.SYN(s, dstFor(s), 53)
+			p.Proto = testnet.ProtoUDP
+			return p
+		}, true},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
