@@ -180,14 +180,29 @@ func (ns *NS) remove() error {
 	return errors.Join(errs...)
 }
 
-// onThrowawayThread runs fn on an OS thread that the Go runtime destroys
-// afterwards, for changes to the thread (unshare) that cannot be undone.
+// onThrowawayThread runs fn on a locked OS thread for changes to the
+// thread's network namespace (unshare), then moves the thread back to the
+// namespace it started in. Only if that fails is the thread left locked, so
+// that the runtime retires it. Leaving a changed thread locked is not enough
+// on its own: when it happens to be the main thread, the runtime parks it
+// instead of ending it, and the process stays in the test namespace.
 func onThrowawayThread(fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
-		// Exiting a goroutine that is still locked ends its thread.
 		runtime.LockOSThread()
-		errc <- fn()
+		orig, err := netns.Get()
+		if err != nil {
+			errc <- fmt.Errorf("get current network namespace: %w", err)
+			return
+		}
+		defer orig.Close()
+		err = fn()
+		if rerr := netns.Set(orig); rerr != nil {
+			errc <- errors.Join(err, fmt.Errorf("restore network namespace: %w", rerr))
+			return // stays locked: the thread is retired
+		}
+		runtime.UnlockOSThread()
+		errc <- err
 	}()
 	return <-errc
 }
