@@ -277,7 +277,7 @@ func (l *Lab) DovecotLog() string { return filepath.Join(l.dir, "log", "dovecot.
 
 // SSHLog is the file sshd writes (-E); empty when Options.SSH is off.
 func (l *Lab) SSHLog() string {
-	if l.sshd == nil {
+	if !l.opts.SSH {
 		return ""
 	}
 	return filepath.Join(l.dir, "log", "sshd.log")

@@ -52,8 +52,9 @@ func startSSHD(ctx context.Context, l *Lab) (*foreground, error) {
 		return nil, err
 	}
 	if err := waitListening(ctx, l.server, s.exited, SSHPort); err != nil {
+		_ = s.stop() // stderr is complete once the process is gone
 		log, _ := os.ReadFile(l.SSHLog())
-		return s, fmt.Errorf("sshd: %w: %s", err, strings.TrimSpace(string(log)))
+		return s, fmt.Errorf("sshd: %w: %s %s", err, strings.TrimSpace(stderr.String()), strings.TrimSpace(string(log)))
 	}
 	return s, nil
 }
