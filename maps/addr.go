@@ -1,0 +1,104 @@
+package maps
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+
+	"github.com/portcullis-mail/portcullis/bpf"
+)
+
+// v4MappedBits is how far an IPv4 prefix length is shifted in the kernel's
+// keys, which hold every address as IPv6 (IPv4 mapped into ::ffff:0:0/96).
+const v4MappedBits = 96
+
+// ParsePrefix reads an address or a CIDR prefix as users type them. A bare
+// address becomes a /32 or /128; IPv4-mapped IPv6 folds to IPv4; host bits
+// are refused, since "10.0.0.1/24" is more likely a typo than a wish.
+func ParsePrefix(s string) (netip.Prefix, error) {
+	if a, err := netip.ParseAddr(s); err == nil {
+		if a.Zone() != "" {
+			return netip.Prefix{}, fmt.Errorf("%q: an address with a zone cannot be banned or allowed", s)
+		}
+		a = a.Unmap()
+		return netip.PrefixFrom(a, a.BitLen()), nil
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is not an IP address or CIDR prefix", s)
+	}
+	n, err := normalize(p)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	if p.Addr().Unmap() != n.Addr() {
+		return netip.Prefix{}, fmt.Errorf("%q has host bits set; did you mean %s?", s, n)
+	}
+	return n, nil
+}
+
+// normalize folds IPv4-mapped prefixes to IPv4 and masks host bits.
+func normalize(p netip.Prefix) (netip.Prefix, error) {
+	if !p.IsValid() {
+		return netip.Prefix{}, fmt.Errorf("invalid prefix %s", p)
+	}
+	a := p.Addr()
+	bits := p.Bits()
+	if a.Is4In6() {
+		if bits < v4MappedBits {
+			return netip.Prefix{}, fmt.Errorf("prefix %s is wider than the IPv4-mapped range", p)
+		}
+		a = a.Unmap()
+		bits -= v4MappedBits
+	}
+	return netip.PrefixFrom(a.WithZone(""), bits).Masked(), nil
+}
+
+// addrKey is the kernel's key for one address.
+func addrKey(a netip.Addr) bpf.Addr {
+	b := a.As16() // IPv4 comes out mapped, as the kernel keys it
+	var k bpf.Addr
+	for i := range k.A {
+		k.A[i] = binary.NativeEndian.Uint32(b[4*i:])
+	}
+	return k
+}
+
+// keyAddr is the inverse of addrKey.
+func keyAddr(k bpf.Addr) netip.Addr {
+	var b [16]byte
+	for i, w := range k.A {
+		binary.NativeEndian.PutUint32(b[4*i:], w)
+	}
+	return netip.AddrFrom16(b).Unmap()
+}
+
+// lpmKey is the kernel's trie key for a normalized prefix.
+func lpmKey(p netip.Prefix) bpf.LPMKey {
+	bits := p.Bits()
+	if p.Addr().Is4() {
+		bits += v4MappedBits
+	}
+	return bpf.LPMKey{Prefixlen: uint32(bits), A: addrKey(p.Addr()).A}
+}
+
+// keyPrefix is the inverse of lpmKey.
+func keyPrefix(k bpf.LPMKey) netip.Prefix {
+	a := keyAddr(bpf.Addr{A: k.A})
+	bits := int(k.Prefixlen)
+	if a.Is4() {
+		bits -= v4MappedBits
+	}
+	return netip.PrefixFrom(a, bits)
+}
+
+// kernelBits is the prefix length as the kernel counts it.
+func kernelBits(p netip.Prefix) uint8 {
+	if p.Addr().Is4() {
+		return uint8(p.Bits() + v4MappedBits)
+	}
+	return uint8(p.Bits())
+}
+
+// isSingle reports whether p names one address (an exact ban).
+func isSingle(p netip.Prefix) bool { return p.Bits() == p.Addr().BitLen() }

@@ -1,0 +1,168 @@
+// Package maps gives typed access to the datapath's kernel maps in netip
+// terms: bans, allowlist, port classes, rate limits, counters and sources.
+//
+// Every operation is one or a few map syscalls and is safe to run from
+// several processes at once; nothing here caches kernel state.
+package maps
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/portcullis-mail/portcullis/bpf"
+)
+
+// ErrNotLoaded means there are no pinned maps: the datapath was never
+// attached, or was purged.
+var ErrNotLoaded = errors.New("the datapath is not loaded (run `portcullis attach` first)")
+
+// ErrNotFound means the ban or allowlist entry does not exist.
+var ErrNotFound = errors.New("no such entry")
+
+// Maps is the set of the datapath's maps.
+type Maps struct {
+	bans       *ebpf.Map
+	prefixBans *ebpf.Map
+	allow      *ebpf.Map
+	ports      *ebpf.Map
+	config     *ebpf.Map
+	counters   *ebpf.Map
+	sources    *ebpf.Map
+}
+
+// names lists each map with the field that holds it.
+func (m *Maps) fields() []struct {
+	name string
+	ptr  **ebpf.Map
+} {
+	return []struct {
+		name string
+		ptr  **ebpf.Map
+	}{
+		{bpf.MapBans, &m.bans},
+		{bpf.MapPrefixBans, &m.prefixBans},
+		{bpf.MapAllowlist, &m.allow},
+		{bpf.MapPorts, &m.ports},
+		{bpf.MapConfig, &m.config},
+		{bpf.MapCounters, &m.counters},
+		{bpf.MapSources, &m.sources},
+	}
+}
+
+// Open opens the maps pinned in pinDir.
+func Open(pinDir string) (*Maps, error) {
+	m := &Maps{}
+	for _, f := range m.fields() {
+		mp, err := ebpf.LoadPinnedMap(filepath.Join(pinDir, f.name), nil)
+		if err != nil {
+			m.Close()
+			if errors.Is(err, os.ErrNotExist) {
+				return nil, fmt.Errorf("%s: %w", pinDir, ErrNotLoaded)
+			}
+			return nil, fmt.Errorf("open pinned map %s: %w", f.name, err)
+		}
+		*f.ptr = mp
+	}
+	return m, nil
+}
+
+// FromCollection wraps the maps of a loaded collection. The maps stay owned
+// by the collection: Close on the result closes nothing.
+func FromCollection(c *ebpf.Collection) (*Maps, error) {
+	m := &Maps{}
+	for _, f := range m.fields() {
+		mp, ok := c.Maps[f.name]
+		if !ok {
+			return nil, fmt.Errorf("collection has no map %s", f.name)
+		}
+		clone, err := mp.Clone()
+		if err != nil {
+			return nil, fmt.Errorf("clone map %s: %w", f.name, err)
+		}
+		*f.ptr = clone
+	}
+	return m, nil
+}
+
+// Close releases the file descriptors; pinned maps stay in the kernel.
+func (m *Maps) Close() error {
+	var errs []error
+	for _, f := range m.fields() {
+		if *f.ptr != nil {
+			errs = append(errs, (*f.ptr).Close())
+			*f.ptr = nil
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// setPresent marks a map as possibly holding entries, so the datapath looks
+// it up. It must be called after the insert it announces.
+func (m *Maps) setPresent(idx uint32) error {
+	if err := m.config.Update(idx, uint64(1), ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("update config: %w", err)
+	}
+	return nil
+}
+
+// clearPresentIfEmpty lets the datapath skip a map that has become empty.
+// It clears the mark first and then looks again: an insert racing with it
+// either lands before the second look (and the mark is put back) or sets the
+// mark itself afterwards, so an entry is never left unmarked.
+func (m *Maps) clearPresentIfEmpty(idx uint32, mp *ebpf.Map) error {
+	if !isEmpty(mp) {
+		return nil
+	}
+	if err := m.config.Update(idx, uint64(0), ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("update config: %w", err)
+	}
+	if !isEmpty(mp) {
+		return m.setPresent(idx)
+	}
+	return nil
+}
+
+func isEmpty(mp *ebpf.Map) bool {
+	var key []byte
+	err := mp.NextKey(nil, &key)
+	return errors.Is(err, ebpf.ErrKeyNotExist)
+}
+
+// Fill reports how full the maps with a capacity are.
+func (m *Maps) Fill() ([]Fill, error) {
+	var out []Fill
+	add := func(name string, mp *ebpf.Map, n int, err error) error {
+		if err != nil {
+			return fmt.Errorf("count %s: %w", name, err)
+		}
+		out = append(out, Fill{Name: name, Entries: n, Capacity: int(mp.MaxEntries())})
+		return nil
+	}
+	n, err := countOf[bpf.Addr, bpf.Ban](m.bans)
+	if err := add("bans", m.bans, n, err); err != nil {
+		return nil, err
+	}
+	n, err = countOf[bpf.LPMKey, bpf.Ban](m.prefixBans)
+	if err := add("prefix_bans", m.prefixBans, n, err); err != nil {
+		return nil, err
+	}
+	n, err = countOf[bpf.LPMKey, uint64](m.allow)
+	if err := add("allowlist", m.allow, n, err); err != nil {
+		return nil, err
+	}
+	n, err = countOf[bpf.Addr, bpf.Source](m.sources)
+	if err := add("sources", m.sources, n, err); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func countOf[K, V any](mp *ebpf.Map) (int, error) {
+	n := 0
+	err := eachEntry(mp, func(K, V) { n++ })
+	return n, err
+}
