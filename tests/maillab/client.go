@@ -8,6 +8,8 @@ import (
 	"net/textproto"
 	"strings"
 	"time"
+
+	"github.com/portcullis-mail/portcullis/internal/testnet"
 )
 
 // exchangeTimeout bounds every dial and protocol exchange whose context
@@ -17,7 +19,7 @@ const exchangeTimeout = 10 * time.Second
 // Client is one client namespace of a lab, with its own addresses.
 type Client struct {
 	index int
-	ns    *namespace
+	ns    *testnet.NS
 	addr4 netip.Addr
 	addr6 netip.Addr
 }
@@ -29,37 +31,22 @@ func (c *Client) Addr4() netip.Addr { return c.addr4 }
 func (c *Client) Addr6() netip.Addr { return c.addr6 }
 
 // Netns is the name of the client's namespace.
-func (c *Client) Netns() string { return c.ns.name }
+func (c *Client) Netns() string { return c.ns.Name }
 
 // NetnsPath is the client namespace's bind mount under /run/netns.
-func (c *Client) NetnsPath() string { return c.ns.path() }
+func (c *Client) NetnsPath() string { return c.ns.Path }
 
-// Do runs fn on a thread inside the client namespace.
-func (c *Client) Do(fn func() error) error { return c.ns.do(fn) }
+// NS is the client namespace itself, for internal/testnet helpers.
+func (c *Client) NS() *testnet.NS { return c.ns }
 
 // Dial opens a TCP connection from inside the client namespace. The
 // connection can be used from any goroutine afterwards. An error here
 // means the server could not be reached (refused, dropped, timed out), not
 // that it rejected a login.
 func (c *Client) Dial(ctx context.Context, addr netip.AddrPort) (net.Conn, error) {
-	ctx, cancel := withExchangeTimeout(ctx)
+	ctx, cancel := context.WithTimeout(ctx, exchangeTimeout)
 	defer cancel()
-	var conn net.Conn
-	err := c.ns.do(func() error {
-		var d net.Dialer
-		var err error
-		conn, err = d.DialContext(ctx, "tcp", addr.String())
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("dial %s from %s: %w", addr, c.ns.name, err)
-	}
-	return conn, nil
-}
-
-// withExchangeTimeout gives ctx a deadline of at most exchangeTimeout.
-func withExchangeTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, exchangeTimeout)
+	return c.ns.Dial(ctx, "tcp", addr)
 }
 
 // session is a line-based protocol connection with a bounded deadline.

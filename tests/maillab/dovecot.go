@@ -77,7 +77,7 @@ func startDovecot(ctx context.Context, l *Lab) (*foreground, error) {
 		return nil, err
 	}
 	// Not CommandContext: the server must outlive Start's context.
-	cmd := l.server.command(context.Background(), "dovecot", "-c", conf, "-F")
+	cmd := l.server.Command(context.Background(), "dovecot", "-c", conf, "-F")
 	out, err := os.OpenFile(filepath.Join(base, "stderr.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("create dovecot stderr log: %w", err)

@@ -93,7 +93,7 @@ func labAddrs(steps []step) []step {
 	out := make([]step, len(steps))
 	for i, s := range steps {
 		if s.IPv6 {
-			s.Addr = fmt.Sprintf("fd00:0:0:%x::2", s.Client)
+			s.Addr = fmt.Sprintf("fd00:25:0:%x::2", s.Client)
 		} else {
 			s.Addr = fmt.Sprintf("198.18.%d.2", s.Client)
 		}

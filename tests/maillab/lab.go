@@ -4,14 +4,18 @@
 // they produce.
 //
 // Topology: the server namespace holds the service addresses 198.18.0.1 and
-// fd00::1 on its loopback. Client i (1-based) is joined by its own veth pair:
-// 198.18.i.1/24 and fd00:0:0:i::1/64 on the server side, 198.18.i.2/24 and
-// fd00:0:0:i::2/64 on the client side, and the client routes only the
-// service addresses through the pair. Nothing is added to the root namespace.
+// fd00:25::1 on its loopback. Client i (1-based) is joined by its own veth
+// pair: 198.18.i.1/24 and fd00:25:0:i::1/64 on the server side,
+// 198.18.i.2/24 and fd00:25:0:i::2/64 on the client side, and the client
+// routes only the service addresses through the pair. Namespaces and veth
+// pairs come from internal/testnet; nothing is added to the root namespace.
+// (fd00::/64 itself is avoided: hosts use it on their real interfaces.)
 package maillab
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -21,6 +25,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/portcullis-mail/portcullis/internal/testnet"
 )
 
 // User is a mailbox account with a known password.
@@ -54,7 +60,7 @@ type Options struct {
 // namespace, so they never collide.
 var (
 	serverAddr4 = netip.AddrFrom4([4]byte{198, 18, 0, 1})
-	serverAddr6 = netip.AddrFrom16([16]byte{0: 0xfd, 15: 1})
+	serverAddr6 = netip.AddrFrom16([16]byte{0: 0xfd, 3: 0x25, 15: 1})
 )
 
 // Lab is a running mail lab. Close (registered with t.Cleanup by Start)
@@ -63,7 +69,7 @@ type Lab struct {
 	opts    Options
 	dir     string
 	suffix  string
-	server  *namespace
+	server  *testnet.NS
 	clients []*Client
 	links   []string
 	postfix *postfix
@@ -76,23 +82,47 @@ type Lab struct {
 
 // Start builds a lab or fails the test. It skips the test when not root or
 // when a server binary is missing, naming the Debian package to install.
+// Everything it creates is removed when the test ends, even on failure.
 func Start(t testing.TB, opts Options) *Lab {
 	t.Helper()
 	SkipUnlessReady(t, opts)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	lab, err := start(ctx, opts)
-	if lab != nil {
-		t.Cleanup(func() {
-			if err := lab.Close(); err != nil {
-				t.Errorf("close mail lab: %v", err)
-			}
+	if opts.Clients <= 0 {
+		opts.Clients = 1
+	}
+	if opts.Clients > 200 {
+		t.Fatalf("start mail lab: %d clients: at most 200 fit the address plan", opts.Clients)
+	}
+	if len(opts.Users) == 0 {
+		opts.Users = []User{{Name: "alice", Password: "correct-horse-battery"}}
+	}
+	lab := &Lab{opts: opts, suffix: randomSuffix(6)}
+	// The namespaces first: t.Cleanup runs in reverse order, so Close
+	// (registered next) stops the servers before testnet unmounts them.
+	lab.server = testnet.NewNS(t, "mls")
+	for i := 1; i <= opts.Clients; i++ {
+		lab.clients = append(lab.clients, &Client{
+			ns:    testnet.NewNS(t, fmt.Sprintf("mlc%d", i)),
+			addr4: netip.AddrFrom4([4]byte{198, 18, byte(i), 2}),
+			addr6: clientAddr6(i, 2),
 		})
 	}
-	if err != nil {
+	t.Cleanup(func() {
+		if err := lab.Close(); err != nil {
+			t.Errorf("close mail lab: %v", err)
+		}
+	})
+	lab.link(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := lab.startServers(ctx); err != nil {
 		t.Fatalf("start mail lab: %v", err)
 	}
 	return lab
+}
+
+// clientAddr6 is host h of client i's IPv6 link: fd00:25:0:i::h.
+func clientAddr6(i int, h byte) netip.Addr {
+	return netip.AddrFrom16([16]byte{0: 0xfd, 2: 0x00, 3: 0x25, 6: byte(i >> 8), 7: byte(i), 15: h})
 }
 
 // SkipUnlessReady skips the test when the lab cannot run here: not root, or
@@ -105,6 +135,7 @@ func SkipUnlessReady(t testing.TB, opts Options) {
 	type need struct{ path, pkg string }
 	needs := []need{
 		{"/usr/sbin/ip", "iproute2"},
+		{"/usr/bin/nsenter", "util-linux"},
 		{"/usr/sbin/postfix", "postfix"},
 		{"/usr/sbin/dovecot", "dovecot-core"},
 		{"/usr/lib/dovecot/imap-login", "dovecot-imapd"},
@@ -120,93 +151,77 @@ func SkipUnlessReady(t testing.TB, opts Options) {
 	}
 }
 
-// start does the work of Start. On error it returns the partial lab, if
-// any, so the caller can still Close it.
-func start(ctx context.Context, opts Options) (*Lab, error) {
-	if opts.Clients <= 0 {
-		opts.Clients = 1
+// link joins each client to the server with a veth pair and routes the
+// service addresses through it.
+func (l *Lab) link(t testing.TB) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, a := range []netip.Prefix{netip.PrefixFrom(serverAddr4, 32), netip.PrefixFrom(serverAddr6, 128)} {
+		if err := ipCommand(ctx, "-n", l.server.Name, "addr", "add", a.String(), "dev", "lo"); err != nil {
+			t.Fatalf("start mail lab: %v", err)
+		}
 	}
-	if opts.Clients > 200 {
-		return nil, fmt.Errorf("%d clients: at most 200 fit the address plan", opts.Clients)
+	for i, c := range l.clients {
+		gw4 := netip.AddrFrom4([4]byte{198, 18, byte(i + 1), 1})
+		gw6 := clientAddr6(i+1, 1)
+		srv, _ := testnet.Veth(t, l.server, c.ns,
+			[]netip.Prefix{netip.PrefixFrom(gw4, 24), netip.PrefixFrom(gw6, 64)},
+			[]netip.Prefix{netip.PrefixFrom(c.addr4, 24), netip.PrefixFrom(c.addr6, 64)})
+		l.links = append(l.links, srv.Name)
+		// Through the gateway, not onto the link: Linux does not answer
+		// neighbour solicitations for an IPv6 address held by another
+		// interface (the server's loopback).
+		for _, r := range [][]string{
+			{"-n", c.ns.Name, "-4", "route", "add", serverAddr4.String() + "/32", "via", gw4.String()},
+			{"-n", c.ns.Name, "-6", "route", "add", serverAddr6.String() + "/128", "via", gw6.String()},
+		} {
+			if err := ipCommand(ctx, r...); err != nil {
+				t.Fatalf("start mail lab: %v", err)
+			}
+		}
 	}
-	if len(opts.Users) == 0 {
-		opts.Users = []User{{Name: "alice", Password: "correct-horse-battery"}}
-	}
+}
+
+// startServers starts Postfix, Dovecot and, if asked, sshd.
+func (l *Lab) startServers(ctx context.Context) error {
 	// A short directory under /tmp, not t.TempDir(): Unix socket paths
 	// (Dovecot's auth socket in Postfix's queue) must stay under 108 bytes.
 	dir, err := os.MkdirTemp("", "maillab-")
 	if err != nil {
-		return nil, fmt.Errorf("create lab directory: %w", err)
+		return fmt.Errorf("create lab directory: %w", err)
 	}
+	l.dir = dir
 	// Postfix and Dovecot drop privileges and must traverse it.
 	if err := os.Chmod(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("chmod %s: %w", dir, err)
-	}
-	lab := &Lab{opts: opts, dir: dir, suffix: randomSuffix(6)}
-	if err := lab.buildNetwork(ctx); err != nil {
-		return lab, err
+		return fmt.Errorf("chmod %s: %w", dir, err)
 	}
 	// Postfix first: Dovecot puts its auth socket into Postfix's queue.
-	if lab.postfix, err = startPostfix(ctx, lab); err != nil {
-		return lab, err
-	}
-	if lab.dovecot, err = startDovecot(ctx, lab); err != nil {
-		return lab, err
-	}
-	if opts.SSH {
-		if lab.sshd, err = startSSHD(ctx, lab); err != nil {
-			return lab, err
-		}
-	}
-	return lab, nil
-}
-
-func (l *Lab) buildNetwork(ctx context.Context) error {
-	var err error
-	l.server, err = newNamespace(ctx, "pcl-srv-"+l.suffix)
-	if err != nil {
+	if l.postfix, err = startPostfix(ctx, l); err != nil {
 		return err
 	}
-	for _, a := range []string{serverAddr4.String() + "/32", serverAddr6.String() + "/128"} {
-		if err := ipCommand(ctx, "-n", l.server.name, "addr", "add", a, "dev", "lo"); err != nil {
-			return err
-		}
+	if l.dovecot, err = startDovecot(ctx, l); err != nil {
+		return err
 	}
-	for i := 1; i <= l.opts.Clients; i++ {
-		c := &Client{
-			index: i,
-			addr4: netip.AddrFrom4([4]byte{198, 18, byte(i), 2}),
-			addr6: netip.AddrFrom16([16]byte{0: 0xfd, 7: byte(i), 15: 2}),
-		}
-		c.ns, err = newNamespace(ctx, fmt.Sprintf("pcl-c%d-%s", i, l.suffix))
-		l.clients = append(l.clients, c)
-		if err != nil {
+	if l.opts.SSH {
+		if l.sshd, err = startSSHD(ctx, l); err != nil {
 			return err
 		}
-		srvLink := fmt.Sprintf("pcs%d-%s", i, l.suffix)
-		cliLink := fmt.Sprintf("pcc%d-%s", i, l.suffix)
-		gw4 := netip.AddrFrom4([4]byte{198, 18, byte(i), 1})
-		gw6 := netip.AddrFrom16([16]byte{0: 0xfd, 7: byte(i), 15: 1})
-		// Both ends are created directly inside their namespaces.
-		steps := [][]string{
-			{"-n", l.server.name, "link", "add", srvLink, "type", "veth", "peer", "name", cliLink, "netns", c.ns.name},
-			{"-n", l.server.name, "addr", "add", gw4.String() + "/24", "dev", srvLink},
-			{"-n", l.server.name, "addr", "add", gw6.String() + "/64", "dev", srvLink, "nodad"},
-			{"-n", l.server.name, "link", "set", srvLink, "up"},
-			{"-n", c.ns.name, "addr", "add", c.addr4.String() + "/24", "dev", cliLink},
-			{"-n", c.ns.name, "addr", "add", c.addr6.String() + "/64", "dev", cliLink, "nodad"},
-			{"-n", c.ns.name, "link", "set", cliLink, "up"},
-			{"-n", c.ns.name, "route", "add", serverAddr4.String() + "/32", "via", gw4.String()},
-			{"-n", c.ns.name, "-6", "route", "add", serverAddr6.String() + "/128", "via", gw6.String()},
-		}
-		for _, s := range steps {
-			if err := ipCommand(ctx, s...); err != nil {
-				return err
-			}
-		}
-		l.links = append(l.links, srvLink)
 	}
 	return nil
+}
+
+// ipCommand runs `ip ARGS...` with its output in the error.
+func ipCommand(ctx context.Context, args ...string) error {
+	return runCombined(exec.CommandContext(ctx, "ip", args...))
+}
+
+// randomSuffix returns n hex characters from crypto/rand, to keep the
+// Dovecot instance names of parallel labs apart.
+func randomSuffix(n int) string {
+	b := make([]byte, (n+1)/2)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails on Linux
+	return hex.EncodeToString(b)[:n]
 }
 
 // Close stops the servers, kills anything left in the lab's namespaces,
@@ -223,13 +238,10 @@ func (l *Lab) Close() error {
 		if l.dovecot != nil {
 			errs = append(errs, l.dovecot.stop())
 		}
-		for _, c := range l.clients {
-			if c.ns != nil {
-				errs = append(errs, c.ns.remove())
-			}
-		}
-		if l.server != nil {
-			errs = append(errs, l.server.remove())
+		// Whatever the servers left behind (a stuck child, a process a
+		// test started in a namespace) must not keep a namespace alive.
+		for _, ns := range l.namespaces() {
+			errs = append(errs, killAllIn(ns, 5*time.Second))
 		}
 		if l.dir != "" {
 			if err := os.RemoveAll(l.dir); err != nil {
@@ -254,10 +266,13 @@ func (l *Lab) ServerAddr4() netip.Addr { return serverAddr4 }
 func (l *Lab) ServerAddr6() netip.Addr { return serverAddr6 }
 
 // ServerNetns is the name of the server namespace (for `ip netns exec`).
-func (l *Lab) ServerNetns() string { return l.server.name }
+func (l *Lab) ServerNetns() string { return l.server.Name }
 
 // ServerNetnsPath is the server namespace's bind mount under /run/netns.
-func (l *Lab) ServerNetnsPath() string { return l.server.path() }
+func (l *Lab) ServerNetnsPath() string { return l.server.Path }
+
+// ServerNS is the server namespace itself, for internal/testnet helpers.
+func (l *Lab) ServerNS() *testnet.NS { return l.server }
 
 // ServerLinks are the server-side veth names, one per client, in client
 // order: the interfaces an XDP program in the server namespace attaches to.
@@ -283,24 +298,20 @@ func (l *Lab) SSHLog() string {
 	return filepath.Join(l.dir, "log", "sshd.log")
 }
 
-// ServerCommand returns a command that runs inside the server namespace,
-// for tests that start more programs there (the daemon under test).
-func (l *Lab) ServerCommand(ctx context.Context, name string, args ...string) *exec.Cmd {
-	return l.server.command(ctx, name, args...)
-}
-
-// ServerDo runs fn on a thread inside the server namespace.
-func (l *Lab) ServerDo(fn func() error) error { return l.server.do(fn) }
-
-// Processes lists the processes now running in the lab's namespaces.
-func (l *Lab) Processes() ([]int, error) {
-	all := []*namespace{l.server}
+// namespaces are the server's and the clients', as far as they exist.
+func (l *Lab) namespaces() []*testnet.NS {
+	all := []*testnet.NS{l.server}
 	for _, c := range l.clients {
 		all = append(all, c.ns)
 	}
+	return all
+}
+
+// Processes lists the processes now running in the lab's namespaces.
+func (l *Lab) Processes() ([]int, error) {
 	var pids []int
-	for _, ns := range all {
-		p, err := ns.pids()
+	for _, ns := range l.namespaces() {
+		p, err := pidsIn(ns)
 		if err != nil {
 			return nil, err
 		}

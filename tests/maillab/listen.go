@@ -8,16 +8,18 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/portcullis-mail/portcullis/internal/testnet"
 )
 
 // waitListening polls, without connecting (a probe connection would put
 // lines into the logs under test), until every port has a listening TCP
 // socket for IPv4 and for IPv6 in ns. It gives up when ctx ends or when
 // exited (if not nil) is closed because the server died.
-func waitListening(ctx context.Context, ns *namespace, exited <-chan struct{}, ports ...uint16) error {
+func waitListening(ctx context.Context, ns *testnet.NS, exited <-chan struct{}, ports ...uint16) error {
 	for {
 		var missing []string
-		err := ns.do(func() error {
+		err := ns.Do(func() error {
 			for _, table := range []string{"tcp", "tcp6"} {
 				listening, err := listeningPorts("/proc/thread-self/net/" + table)
 				if err != nil {

@@ -60,7 +60,7 @@ func startPostfix(ctx context.Context, l *Lab) (*postfix, error) {
 
 // run runs `postfix -c CONFIG_DIR ARGS` inside the server namespace.
 func (p *postfix) run(ctx context.Context, args ...string) error {
-	cmd := p.lab.server.command(ctx, "postfix", append([]string{"-c", p.configDir}, args...)...)
+	cmd := p.lab.server.Command(ctx, "postfix", append([]string{"-c", p.configDir}, args...)...)
 	return runCombined(cmd)
 }
 

@@ -18,7 +18,7 @@ namespaces:
 
 Files in each folder: ` + "`postfix.log`, `dovecot.log`, `sshd.log`" + `. ` + "`scenario.json`" + ` is the table below as JSON.
 
-Addresses: the servers listen on 198.18.0.1 and fd00::1. Client N has 198.18.N.2 and fd00:0:0:N::2.
+Addresses: the servers listen on 198.18.0.1 and fd00:25::1. Client N has 198.18.N.2 and fd00:25:0:N::2.
 Client 1 attacks over IPv4, client 2 over IPv6, client 3 is a legitimate user over both.
 Accounts: alice and bob exist (passwd-file); mallory, admin and oracle do not. sshd runs with
 ` + "`UsePAM no`" + `; root exists (its password is locked, so every password fails), mallory and oracle do not.

@@ -44,7 +44,7 @@ func startSSHD(ctx context.Context, l *Lab) (*foreground, error) {
 	if err := renderTemplate("sshd_config.tmpl", conf, 0o644, cfg); err != nil {
 		return nil, err
 	}
-	cmd := l.server.command(context.Background(), "/usr/sbin/sshd", "-f", conf, "-D", "-E", l.SSHLog())
+	cmd := l.server.Command(context.Background(), "/usr/sbin/sshd", "-f", conf, "-D", "-E", l.SSHLog())
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	s, err := startForeground("sshd", cmd, nil)
