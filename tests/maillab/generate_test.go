@@ -34,57 +34,67 @@ func TestGenerateLabLogs(t *testing.T) {
 		withSSH = false
 	}
 	steps := scenario(withSSH)
-	for _, verbose := range []bool{true, false} {
-		name := "auth-verbose-no"
-		if verbose {
-			name = "auth-verbose-yes"
+	// The two runs are independent labs; in parallel they take the time
+	// of one, since both mostly wait on Dovecot's failure timer.
+	t.Run("runs", func(t *testing.T) {
+		for _, verbose := range []bool{true, false} {
+			generateRun(t, steps, verbose, withSSH)
 		}
-		t.Run(name, func(t *testing.T) {
-			lab := maillab.Start(t, maillab.Options{
-				Clients:     3,
-				Users:       []maillab.User{alice, bob},
-				AuthVerbose: verbose,
-				SSH:         withSSH,
-			})
-			r := newRunner(t, lab, withSSH)
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-			defer cancel()
-			start := time.Now()
-			for _, s := range steps {
-				if err := r.run(ctx, s); err != nil {
-					t.Fatal(err)
-				}
-			}
-			t.Logf("%d steps in %v", len(steps), time.Since(start).Round(time.Millisecond))
-			files := map[string]string{"postfix": lab.PostfixLog(), "dovecot": lab.DovecotLog()}
-			if withSSH {
-				files["sshd"] = lab.SSHLog()
-			}
-			if bad := waitForCounts(files, expectations(steps, verbose), 10*time.Second); len(bad) > 0 {
-				t.Fatalf("the logs do not match the scenario:\n%s", strings.Join(bad, "\n"))
-			}
-			if *update {
-				dir := filepath.Join(labDataDir, name)
-				if err := os.MkdirAll(dir, 0o755); err != nil {
-					t.Fatal(err)
-				}
-				for name, path := range files {
-					b, err := os.ReadFile(path)
-					if err != nil {
-						t.Fatal(err)
-					}
-					if err := os.WriteFile(filepath.Join(dir, name+".log"), b, 0o644); err != nil {
-						t.Fatal(err)
-					}
-				}
-			}
-		})
-	}
+	})
 	if *update && !t.Failed() {
 		if err := writeScenario(labAddrs(steps)); err != nil {
 			t.Fatal(err)
 		}
 	}
+}
+
+// generateRun runs the scenario against one lab as a parallel subtest.
+func generateRun(t *testing.T, steps []step, verbose, withSSH bool) {
+	name := "auth-verbose-no"
+	if verbose {
+		name = "auth-verbose-yes"
+	}
+	t.Run(name, func(t *testing.T) {
+		t.Parallel()
+		lab := maillab.Start(t, maillab.Options{
+			Clients:     3,
+			Users:       []maillab.User{alice, bob},
+			AuthVerbose: verbose,
+			SSH:         withSSH,
+		})
+		r := newRunner(t, lab, withSSH)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		start := time.Now()
+		for _, s := range steps {
+			if err := r.run(ctx, s); err != nil {
+				t.Fatal(err)
+			}
+		}
+		t.Logf("%d steps in %v", len(steps), time.Since(start).Round(time.Millisecond))
+		files := map[string]string{"postfix": lab.PostfixLog(), "dovecot": lab.DovecotLog()}
+		if withSSH {
+			files["sshd"] = lab.SSHLog()
+		}
+		if bad := waitForCounts(files, expectations(steps, verbose), 10*time.Second); len(bad) > 0 {
+			t.Fatalf("the logs do not match the scenario:\n%s", strings.Join(bad, "\n"))
+		}
+		if *update {
+			dir := filepath.Join(labDataDir, name)
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			for name, path := range files {
+				b, err := os.ReadFile(path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(dir, name+".log"), b, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	})
 }
 
 // labAddrs fills in each step's client address. Every lab uses the same

@@ -42,15 +42,19 @@ func TestFailedLoginsAreLogged(t *testing.T) {
 	r := newRunner(t, lab, false)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	start := time.Now()
 	for _, s := range steps {
 		if err := r.run(ctx, s); err != nil {
 			t.Fatal(err)
 		}
 	}
+	elapsed := time.Since(start)
 	files := map[string]string{"postfix": lab.PostfixLog(), "dovecot": lab.DovecotLog()}
-	if bad := waitForCounts(files, expectations(steps, true), 10*time.Second); len(bad) > 0 {
+	counts := expectations(steps, true)
+	if bad := waitForCounts(files, counts, 10*time.Second); len(bad) > 0 {
 		t.Fatalf("the logs do not match the attempts:\n%s", strings.Join(bad, "\n"))
 	}
+	t.Logf("%d logins in %v, logs complete %v later", len(steps)/2*(n+1), elapsed.Round(time.Millisecond), (time.Since(start) - elapsed).Round(time.Millisecond))
 	// Each client address appears in the logs: IPv4 and IPv6 really were
 	// used, not one family twice.
 	for _, path := range []string{lab.PostfixLog(), lab.DovecotLog()} {

@@ -137,7 +137,6 @@ func (r *runner) run(ctx context.Context, s step) error {
 // conn makes one connection of the step and returns each attempt's result.
 func (r *runner) conn(ctx context.Context, c *maillab.Client, srv netip.Addr, s step) ([]bool, error) {
 	addr := netip.AddrPortFrom(srv, uint16(s.Port))
-	var results []bool
 	switch s.Service {
 	case "smtp-submission":
 		sess, err := c.SMTP(ctx, addr)
@@ -152,42 +151,22 @@ func (r *runner) conn(ctx context.Context, c *maillab.Client, srv netip.Addr, s 
 		if strings.HasPrefix(s.What, "AUTH LOGIN") {
 			mech = maillab.AuthLogin
 		}
-		for range s.PerConn {
-			ok, err := sess.Auth(mech, s.User, s.pass)
-			if err != nil {
-				return nil, err
-			}
-			results = append(results, ok)
-		}
-		return results, sess.Quit()
+		auth := func(user, pass string) (bool, error) { return sess.Auth(mech, user, pass) }
+		return logins(auth, s, sess.Quit)
 	case "imap":
 		sess, err := c.IMAP(ctx, addr)
 		if err != nil {
 			return nil, err
 		}
 		defer sess.Close()
-		for range s.PerConn {
-			ok, err := sess.Login(s.User, s.pass)
-			if err != nil {
-				return nil, err
-			}
-			results = append(results, ok)
-		}
-		return results, sess.Logout()
+		return logins(sess.Login, s, sess.Logout)
 	case "pop3":
 		sess, err := c.POP3(ctx, addr)
 		if err != nil {
 			return nil, err
 		}
 		defer sess.Close()
-		for range s.PerConn {
-			ok, err := sess.Login(s.User, s.pass)
-			if err != nil {
-				return nil, err
-			}
-			results = append(results, ok)
-		}
-		return results, sess.Quit()
+		return logins(sess.Login, s, sess.Quit)
 	case "smtp":
 		if strings.HasPrefix(s.What, "improper") {
 			return []bool{false}, c.SMTPPipelining(ctx, srv)
@@ -216,4 +195,18 @@ func (r *runner) conn(ctx context.Context, c *maillab.Client, srv netip.Addr, s 
 		return []bool{ok}, err
 	}
 	return nil, fmt.Errorf("unknown service %q", s.Service)
+}
+
+// logins makes the step's attempts on one open connection, then says
+// goodbye.
+func logins(login func(user, pass string) (bool, error), s step, goodbye func() error) ([]bool, error) {
+	var results []bool
+	for range s.PerConn {
+		ok, err := login(s.User, s.pass)
+		if err != nil {
+			return nil, err
+		}
+		results = append(results, ok)
+	}
+	return results, goodbye()
 }
