@@ -64,7 +64,7 @@ var (
 )
 
 // Lab is a running mail lab. Close (registered with t.Cleanup by Start)
-// stops every server and removes the namespaces.
+// stops every server.
 type Lab struct {
 	opts    Options
 	dir     string
@@ -224,8 +224,10 @@ func randomSuffix(n int) string {
 	return hex.EncodeToString(b)[:n]
 }
 
-// Close stops the servers, kills anything left in the lab's namespaces,
-// deletes them and the lab directory. It is safe to call more than once.
+// Close stops the servers, kills anything left in the lab's namespaces and
+// removes the lab directory; internal/testnet removes the namespaces and
+// veth pairs when the test ends. Start registers Close with t.Cleanup; a
+// test may call it earlier. It is safe to call more than once.
 func (l *Lab) Close() error {
 	l.closeOnce.Do(func() {
 		var errs []error

@@ -3,7 +3,9 @@ package maillab
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"strings"
 )
@@ -167,8 +169,12 @@ func (c *Client) SMTPPipelining(ctx context.Context, server netip.Addr) error {
 		return fmt.Errorf("smtp pipelined write: %w", err)
 	}
 	for {
-		if _, err := s.text.ReadLine(); err != nil {
+		_, err := s.text.ReadLine()
+		if errors.Is(err, io.EOF) {
 			return nil // the server closed the connection after QUIT
+		}
+		if err != nil {
+			return fmt.Errorf("smtp after pipelined QUIT: %w", err)
 		}
 	}
 }
