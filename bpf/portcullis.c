@@ -264,19 +264,31 @@ static __always_inline int parse(struct xdp_md *ctx, struct pkt *p)
 	return 0;
 }
 
-static __always_inline int ban_covers(struct pc_ban *b, __u64 now, __u32 class)
+/* clock reads the boot clock once per packet, and only for packets that
+ * need it: a ban with a start or an expiry, or a SYN for the rate limit.
+ * The read costs more than the rest of an ACK's path. */
+static __always_inline __u64 clock(__u64 *now)
 {
-	if (b->starts && now < b->starts)
+	if (!*now)
+		*now = bpf_ktime_get_boot_ns();
+	return *now;
+}
+
+static __always_inline int ban_covers(struct pc_ban *b, __u64 *now, __u32 class)
+{
+	if (b->scope != PC_SCOPE_ALL && !(b->scope == PC_SCOPE_MAIL && class != PC_CLASS_NONE))
 		return 0;
-	if (b->expires && now >= b->expires)
+	if (b->starts && clock(now) < b->starts)
 		return 0;
-	return b->scope == PC_SCOPE_ALL || (b->scope == PC_SCOPE_MAIL && class != PC_CLASS_NONE);
+	if (b->expires && clock(now) >= b->expires)
+		return 0;
+	return 1;
 }
 
 /* find_prefix_ban returns the narrowest prefix ban that covers the packet. An
  * inactive narrower ban (expired, not yet started or of another scope) must
  * not hide a wider active one, so the lookup continues above it. */
-static __always_inline struct pc_ban *find_prefix_ban(struct pc_addr *src, __u64 now, __u32 class)
+static __always_inline struct pc_ban *find_prefix_ban(struct pc_addr *src, __u64 *now, __u32 class)
 {
 	struct pc_lpm_key k = {.prefixlen = 128};
 	__builtin_memcpy(k.a, src->a, sizeof(k.a));
@@ -307,8 +319,9 @@ static __always_inline int allowlisted(struct pc_addr *src)
  * returns 1 when the bucket was empty. The bucket is GCRA: one timestamp per
  * class, advanced with compare-and-swap so that SYNs from one source on
  * several CPUs cannot overspend it. */
-static __always_inline int rate_limit(struct pkt *p, __u32 class, __u64 now, struct pc_explain *ex)
+static __always_inline int rate_limit(struct pkt *p, __u32 class, __u64 *clk, struct pc_explain *ex)
 {
+	__u64 now = clock(clk);
 	__u64 interval = cfg(PC_CFG_INTERVAL + class);
 	__u64 tol = cfg(PC_CFG_TOLERANCE + class);
 	__u32 ci = class == PC_CLASS_MX ? 0 : 1;
@@ -400,16 +413,16 @@ int portcullis(struct xdp_md *ctx)
 			ex->flags |= PC_EXPLAIN_ALLOWLISTED;
 	}
 
-	__u64 now = bpf_ktime_get_boot_ns();
+	__u64 now = 0;
 	__u32 rule = PC_RULE_BAN_EXACT;
 	struct pc_ban *b = 0;
 	if (cfg(PC_CFG_HAVE_EXACT)) {
 		b = bpf_map_lookup_elem(&bans, &p.src);
-		if (b && !ban_covers(b, now, class))
+		if (b && !ban_covers(b, &now, class))
 			b = 0;
 	}
 	if (!b && cfg(PC_CFG_HAVE_PREFIX)) {
-		b = find_prefix_ban(&p.src, now, class);
+		b = find_prefix_ban(&p.src, &now, class);
 		rule = PC_RULE_BAN_PREFIX;
 	}
 	if (b) {
@@ -429,7 +442,7 @@ int portcullis(struct xdp_md *ctx)
 		return finish(ex, PC_RULE_PASS, PC_CNT_PASSED, XDP_PASS);
 
 	count(class == PC_CLASS_MX ? PC_CNT_SYN_MX : PC_CNT_SYN_AUTH, ex);
-	if (rate_limit(&p, class, now, ex)) {
+	if (rate_limit(&p, class, &now, ex)) {
 		if (allowlisted(&p.src))
 			return finish(ex, PC_RULE_ALLOW, PC_CNT_ALLOWLISTED, XDP_PASS);
 		return finish(ex, PC_RULE_RATE, PC_CNT_DROPPED_RATE, XDP_DROP);

@@ -51,7 +51,13 @@ func normalize(p netip.Prefix) (netip.Prefix, error) {
 		a = a.Unmap()
 		bits -= v4MappedBits
 	}
-	return netip.PrefixFrom(a.WithZone(""), bits).Masked(), nil
+	p = netip.PrefixFrom(a.WithZone(""), bits).Masked()
+	// The kernel keys IPv4 as ::ffff:a.b.c.d, so an IPv6 prefix holding
+	// that range (::/0 to ::/80) would match every IPv4 source too.
+	if p.Addr().Is6() && p.Contains(netip.AddrFrom16([16]byte{10: 0xff, 11: 0xff})) {
+		return netip.Prefix{}, fmt.Errorf("prefix %s would also cover every IPv4 address; give IPv6 prefixes outside ::/80 and IPv4 prefixes separately", p)
+	}
+	return p, nil
 }
 
 // addrKey is the kernel's key for one address.

@@ -24,6 +24,9 @@ func TestParsePrefix(t *testing.T) {
 		{in: "300.1.1.1", wantErr: `"300.1.1.1" is not an IP address`},
 		{in: "192.0.2.0/33", wantErr: "is not an IP address or CIDR"},
 		{in: "fe80::1%eth0", wantErr: "zone"},
+		{in: "::/0", wantErr: "would also cover every IPv4 address"},
+		{in: "::/64", wantErr: "would also cover every IPv4 address"},
+		{in: "::/81", want: "::/81"},
 		{in: "", wantErr: "is not an IP address"},
 		{in: "example.org", wantErr: "is not an IP address"},
 	}
@@ -44,7 +47,7 @@ func TestParsePrefix(t *testing.T) {
 }
 
 func TestKeysRoundTrip(t *testing.T) {
-	for _, s := range []string{"192.0.2.7/32", "192.0.2.0/24", "0.0.0.0/0", "2001:db8::1/128", "2001:db8::/32", "::/0"} {
+	for _, s := range []string{"192.0.2.7/32", "192.0.2.0/24", "0.0.0.0/0", "2001:db8::1/128", "2001:db8::/32", "8000::/1"} {
 		p := netip.MustParsePrefix(s)
 		if got := keyPrefix(lpmKey(p)); got != p {
 			t.Errorf("keyPrefix(lpmKey(%s)) = %s", p, got)

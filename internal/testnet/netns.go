@@ -1,5 +1,20 @@
 // Package testnet gives kernel tests their own network namespaces, veth pairs
 // and hand-built packets, so that no test touches the host's network.
+//
+// A typical test:
+//
+//	p := testnet.NewPair(t) // skips unless root; removed at cleanup
+//	l, err := p.Server.Listen("tcp", netip.AddrPortFrom(p.ServerAddr4, 25))
+//	...
+//	c, err := p.Client.Dial(ctx, "tcp", netip.AddrPortFrom(p.ServerAddr4, 25))
+//
+// and for frames no socket would build, sent at an XDP program on the
+// server's link:
+//
+//	raw := p.ClientLink.OpenRaw(t)
+//	syn := testnet.SYN(p.ClientAddr6, p.ServerAddr6, 25)
+//	syn.VLANs, syn.DstMAC = []uint16{10, 20}, p.ServerLink.HardwareAddr
+//	err := raw.Send(syn.Bytes())
 package testnet
 
 import (
@@ -72,8 +87,8 @@ func NewNS(t testing.TB, prefix string) *NS {
 }
 
 func (ns *NS) create() error {
-	if err := os.MkdirAll(netnsDir, 0o755); err != nil {
-		return fmt.Errorf("create %s: %w", netnsDir, err)
+	if err := shareNetnsDir(); err != nil {
+		return err
 	}
 	f, err := os.OpenFile(ns.Path, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
 	if err != nil {
@@ -117,6 +132,28 @@ func (ns *NS) create() error {
 	return nil
 }
 
+// shareNetnsDir makes /run/netns a shared mount point, as `ip netns add`
+// does the first time it runs. Were it left to iproute2, its bind mount of
+// the directory onto itself would cover the mounts made before it, and our
+// cleanup would unmount only the copies, leaking the namespaces. The lock
+// on the directory (a bind mount of itself keeps the inode) stops test
+// processes running in parallel from stacking mounts.
+func shareNetnsDir() error {
+	return withDirLock(netnsDir, func() error {
+		err := unix.Mount("", netnsDir, "none", unix.MS_SHARED|unix.MS_REC, "")
+		if errors.Is(err, unix.EINVAL) { // not a mount point yet
+			if err := unix.Mount(netnsDir, netnsDir, "none", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+				return fmt.Errorf("bind mount %s onto itself: %w", netnsDir, err)
+			}
+			err = unix.Mount("", netnsDir, "none", unix.MS_SHARED|unix.MS_REC, "")
+		}
+		if err != nil {
+			return fmt.Errorf("make %s shared: %w", netnsDir, err)
+		}
+		return nil
+	})
+}
+
 // remove undoes whatever part of create succeeded. The kernel frees the
 // namespace, and any veth end still in it, once the last reference (mount,
 // descriptor, socket or process) is gone.
@@ -143,14 +180,29 @@ func (ns *NS) remove() error {
 	return errors.Join(errs...)
 }
 
-// onThrowawayThread runs fn on an OS thread that the Go runtime destroys
-// afterwards, for changes to the thread (unshare) that cannot be undone.
+// onThrowawayThread runs fn on a locked OS thread for changes to the
+// thread's network namespace (unshare), then moves the thread back to the
+// namespace it started in. Only if that fails is the thread left locked, so
+// that the runtime retires it. Leaving a changed thread locked is not enough
+// on its own: when it happens to be the main thread, the runtime parks it
+// instead of ending it, and the process stays in the test namespace.
 func onThrowawayThread(fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
-		// Exiting a goroutine that is still locked ends its thread.
 		runtime.LockOSThread()
-		errc <- fn()
+		orig, err := netns.Get()
+		if err != nil {
+			errc <- fmt.Errorf("get current network namespace: %w", err)
+			return
+		}
+		defer orig.Close()
+		err = fn()
+		if rerr := netns.Set(orig); rerr != nil {
+			errc <- errors.Join(err, fmt.Errorf("restore network namespace: %w", rerr))
+			return // stays locked: the thread is retired
+		}
+		runtime.UnlockOSThread()
+		errc <- err
 	}()
 	return <-errc
 }
