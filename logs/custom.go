@@ -83,9 +83,7 @@ func NewCustomRule(name, service string, kind Kind, pattern string) (*CustomRule
 // match runs the rule on a message. A match whose ip group is not an
 // address yields nothing.
 func (r *CustomRule) match(o *emitter, msg []byte) {
-	var buf [8]int
 	m := r.re.FindSubmatchIndex(msg)
-	_ = buf
 	if m == nil || m[2*r.ip] < 0 {
 		return
 	}

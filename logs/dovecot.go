@@ -102,6 +102,12 @@ func (p *Parser) dovecotLogin(o *emitter, service string, msg []byte) {
 		return
 	}
 	after := rest[end:]
+	// lip= always follows: without it the line may be cut inside the
+	// address ("rip=2001:db8::" of "rip=2001:db8::1"), which would name
+	// someone else.
+	if !hasPrefix(after, ", lip=") {
+		return
+	}
 	// The reason and keys before rip= (the user name may hold anything).
 	head := msg[:r]
 	userAt := index(head, "user=<")

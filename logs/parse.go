@@ -54,8 +54,9 @@ type ParserOptions struct {
 	// RuleSets names the built-in rule sets to enable (RuleSetPostfix, ...).
 	// Nil enables all of them; an empty non-nil slice enables none.
 	RuleSets []string
-	// Custom rules run on every line after the built-in ones.
-	Custom []*CustomRule
+	// Custom rules run on every line after the built-in ones. They are
+	// checked as NewCustomRule checks them.
+	Custom []CustomRule
 	// Now is the reference clock for RFC 3164 stamps, which carry no year:
 	// a stamp is placed in Now's year, or the year before if that would
 	// put it more than a day in the future. Nil means time.Now. Replaying
@@ -133,9 +134,10 @@ func NewParser(opts ParserOptions) (*Parser, error) {
 	for _, r := range builtinRules {
 		seen[r.Name] = true
 	}
-	for i, r := range opts.Custom {
-		if r == nil || r.re == nil {
-			errs = append(errs, fmt.Errorf("custom rule %d: not made by NewCustomRule", i))
+	for _, c := range opts.Custom {
+		r, err := NewCustomRule(c.Name, c.Service, c.Kind, c.Pattern)
+		if err != nil {
+			errs = append(errs, err)
 			continue
 		}
 		if seen[r.Name] {
