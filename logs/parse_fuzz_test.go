@@ -1,9 +1,6 @@
 package logs
 
 import (
-	"bufio"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -51,27 +48,8 @@ func addrAfterAnchor(text, anchor string, want func(string) bool) bool {
 // canonical (unmapped) form that the input writes whole right after the
 // place its rule reads it from, and a known rule with that rule's kind.
 func FuzzParse(f *testing.F) {
-	files, _ := filepath.Glob("testdata/corpus/*.txt")
-	for _, file := range files {
-		fh, err := os.Open(file)
-		if err != nil {
-			f.Fatal(err)
-		}
-		sc := bufio.NewScanner(fh)
-		ident := ""
-		for sc.Scan() {
-			text := sc.Text()
-			if strings.HasPrefix(text, "# ident: ") {
-				ident = strings.TrimPrefix(text, "# ident: ")
-				continue
-			}
-			if text == "" || text[0] == '#' {
-				continue
-			}
-			f.Add(text, ident)
-			ident = ""
-		}
-		fh.Close()
+	for _, cl := range corpusLines(f) {
+		f.Add(cl.text, cl.ident)
 	}
 	kinds := map[string]Kind{}
 	for _, r := range builtinRules {

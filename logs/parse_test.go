@@ -177,11 +177,36 @@ func TestHostileInput(t *testing.T) {
 // written whole in the line (a cut inside "fd00:7::2" must not yield
 // "fd00:7::", nor "198.18.7.2" yield "198.18.7.2" from "198.18.7.25").
 func TestCutLinesNeverNameAnotherAddress(t *testing.T) {
-	files, _ := filepath.Glob("testdata/corpus/*.txt")
+	for _, cl := range corpusLines(t) {
+		whole := addressesIn(cl.text)
+		for i := 0; i < len(cl.text); i++ {
+			p := newTestParser(t, ParserOptions{Sessions: 4})
+			for _, e := range parseAll(p, Line{Text: []byte(cl.text[:i]), Ident: cl.ident}) {
+				if !whole[e.Addr] {
+					t.Errorf("%s: cut at %d named %s: %q", cl.file, i, e.Addr, cl.text[:i])
+				}
+			}
+		}
+	}
+}
+
+// corpusLine is one log line of the corpus with the ident it is read with.
+type corpusLine struct {
+	file, text, ident string
+}
+
+// corpusLines reads every log line of testdata/corpus.
+func corpusLines(tb testing.TB) []corpusLine {
+	tb.Helper()
+	files, err := filepath.Glob("testdata/corpus/*.txt")
+	if err != nil || len(files) == 0 {
+		tb.Fatalf("no corpus files: %v", err)
+	}
+	var out []corpusLine
 	for _, file := range files {
 		f, err := os.Open(file)
 		if err != nil {
-			t.Fatal(err)
+			tb.Fatal(err)
 		}
 		sc := bufio.NewScanner(f)
 		ident := ""
@@ -194,18 +219,12 @@ func TestCutLinesNeverNameAnotherAddress(t *testing.T) {
 			if strings.HasPrefix(text, "#") || text == "" {
 				continue
 			}
-			whole := addressesIn(text)
-			for i := 0; i < len(text); i++ {
-				for _, e := range parseAll(newTestParser(t, ParserOptions{}), Line{Text: []byte(text[:i]), Ident: ident}) {
-					if !whole[e.Addr] {
-						t.Errorf("%s: cut at %d named %s: %q", file, i, e.Addr, text[:i])
-					}
-				}
-			}
+			out = append(out, corpusLine{file, text, ident})
 			ident = ""
 		}
 		f.Close()
 	}
+	return out
 }
 
 // addressesIn returns every address written whole in text: each maximal
