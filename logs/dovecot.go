@@ -140,6 +140,10 @@ func (p *Parser) dovecotLogin(o *emitter, service string, msg []byte) {
 		}
 		if len(session) > 0 {
 			n -= p.sessions.close(session, n)
+			if n <= 0 {
+				o.skip(RuleDovecotAuthFailed, "every attempt already counted from the auth process's lines")
+				return
+			}
 		}
 		o.event(RuleDovecotAuthFailed, service, KindAuthFailure, addr, user, n)
 	case index(reason, "(tried to use disabled plaintext auth)") >= 0 ||
@@ -204,7 +208,8 @@ func (p *Parser) dovecotAuth(o *emitter, msg []byte) {
 	}
 	inner := msg[open+1 : close]
 	if len(inner) < 3 || inner[len(inner)-1] != '>' {
-		return // no session: an MTA's request
+		o.skip(RuleDovecotPassdb, "no session id: a request from Postfix or Exim, counted from their own line, or from a Dovecot login process, counted by its summary")
+		return
 	}
 	lt := bytes.LastIndexByte(inner, '<')
 	if lt < 2 || inner[lt-1] != ',' {
@@ -228,7 +233,8 @@ func (p *Parser) dovecotAuth(o *emitter, msg []byte) {
 		user = nil
 	}
 	if !p.sessions.count(session) {
-		return // the session's summary came first and counted this attempt
+		o.skip(RuleDovecotPassdb, "the session's summary came first and counted this attempt")
+		return
 	}
 	o.event(RuleDovecotPassdb, ServiceDovecot, KindAuthFailure, addr, user, 1)
 }

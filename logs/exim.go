@@ -64,6 +64,7 @@ func (p *Parser) parseExim(o *emitter, msg []byte) {
 			// The command and the next input are the client's and both
 			// sides of H=, so the line counts only when it holds one " H=".
 			if bytes.Count(msg, []byte(" H=")) != 1 {
+				o.skip(RuleEximSyncError, "client text holds a second \" H=\": the address is ambiguous")
 				return
 			}
 			i := index(rest, "\" H=")

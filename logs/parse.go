@@ -67,6 +67,11 @@ type ParserOptions struct {
 	// Sessions bounds the Dovecot session memory used to count attempts
 	// once (see COUNTING.md). Zero means DefaultSessions.
 	Sessions int
+	// OnSkip, when set, is called during Parse for a line a rule
+	// recognizes but deliberately turns into no event (an attempt counted
+	// from another line, a line made ambiguous by client text), with the
+	// reason. "logs test" uses it to tell such lines from gaps.
+	OnSkip func(rule, reason string)
 }
 
 // RuleInfo describes one rule for listings such as the CLI's.
@@ -86,6 +91,7 @@ type Parser struct {
 	exim     bool
 	sshd     bool
 	custom   []*CustomRule
+	onSkip   func(rule, reason string)
 	sessions *sessionLRU
 	users    internTable
 }
@@ -94,8 +100,9 @@ type Parser struct {
 // them.
 func NewParser(opts ParserOptions) (*Parser, error) {
 	p := &Parser{
-		clock: clock{now: opts.Now, loc: opts.Location},
-		users: internTable{m: make(map[string]string)},
+		clock:  clock{now: opts.Now, loc: opts.Location},
+		onSkip: opts.OnSkip,
+		users:  internTable{m: make(map[string]string)},
 	}
 	if p.clock.now == nil {
 		p.clock.now = time.Now
@@ -350,6 +357,13 @@ func (o *emitter) event(rule, service string, kind Kind, addr netip.Addr, user [
 		Rule:     rule,
 		Origin:   o.origin,
 	})
+}
+
+// skip reports a recognized line that yields no event on purpose.
+func (o *emitter) skip(rule, reason string) {
+	if o.p.onSkip != nil {
+		o.p.onSkip(rule, reason)
+	}
 }
 
 // parseAddr reads an IP address written by the mail software: IPv4 dotted

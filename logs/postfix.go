@@ -93,6 +93,7 @@ func (p *Parser) postfixSMTPD(o *emitter, service string, msg []byte) {
 		}
 		// Postfix lost its SASL server: the client did nothing wrong.
 		if hasPrefix(rest, postfixLostAuthServerRe) {
+			o.skip(RulePostfixSASLFailed, "Postfix lost its SASL server: not the client's doing")
 			return
 		}
 		var user []byte

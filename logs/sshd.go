@@ -62,6 +62,7 @@ func (p *Parser) parseSSHD(o *emitter, prog, msg []byte) {
 		}
 	} else {
 		if bytes.Count(tail, []byte(" ssh2")) != 1 {
+			o.skip(rule, "client text holds a second \" ssh2\": the address is ambiguous")
 			return
 		}
 		j := bytes.Index(tail, []byte(" ssh2"))
