@@ -8,8 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
-	"sort"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -160,23 +161,13 @@ func logsTest(cCtx *cli.Context) error {
 	}
 	fmt.Fprintln(tw)
 	fmt.Fprintln(tw, "RULE\tKIND\tEVENTS\tATTEMPTS\tADDRESSES")
-	names := make([]string, 0, len(totals))
-	for n := range totals {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
+	for _, n := range slices.Sorted(maps.Keys(totals)) {
 		t := totals[n]
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\n", n, t.kind, t.events, t.attempts, len(t.addrs))
 	}
 	if len(skips) > 0 {
 		fmt.Fprintln(tw, "\nLINES RECOGNIZED BUT NOT COUNTED ON PURPOSE\tLINES")
-		reasons := make([]string, 0, len(skips))
-		for r := range skips {
-			reasons = append(reasons, r)
-		}
-		sort.Strings(reasons)
-		for _, r := range reasons {
+		for _, r := range slices.Sorted(maps.Keys(skips)) {
 			fmt.Fprintf(tw, "%s\t%d\n", r, skips[r])
 		}
 	}
