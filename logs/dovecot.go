@@ -190,6 +190,21 @@ func isSessionID(b []byte) bool {
 // without one come from Postfix or Exim over the auth socket, which log
 // the failure themselves.
 func (p *Parser) dovecotAuth(o *emitter, msg []byte) {
+	// Dovecot 2.3's auth-worker prefixes its requests with the connection:
+	// "conn unix:auth-worker (pid=25008,uid=104): auth-worker<1>: pam(...": the
+	// first ": auth-worker<N>: " is the server's (client text comes after).
+	if hasPrefix(msg, "conn ") {
+		i := index(msg, ": auth-worker<")
+		if i < 0 {
+			return
+		}
+		rest := msg[i+len(": auth-worker<"):]
+		j := index(rest, ">: ")
+		if j <= 0 || !isNumber(rest[:j]) {
+			return
+		}
+		msg = rest[j+len(">: "):]
+	}
 	open := bytes.IndexByte(msg, '(')
 	if open <= 0 || !isWord(msg[:open]) {
 		return

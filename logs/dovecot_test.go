@@ -16,7 +16,7 @@ import (
 // (the number of attempts the clients made), not both added together.
 func TestDovecotCountsEachAttemptOnce(t *testing.T) {
 	summary := regexp.MustCompile(`-login: .*\(auth failed, (\d+) attempts`)
-	for _, file := range []string{"testdata/corpus/dovecot-lab-verbose.txt", "testdata/corpus/dovecot-lab-quiet.txt", "testdata/corpus/dovecot-lab-static.txt"} {
+	for _, file := range []string{"testdata/corpus/dovecot-lab-verbose.txt", "testdata/corpus/dovecot-lab-quiet.txt", "testdata/corpus/dovecot-lab-static.txt", "testdata/corpus/dovecot-lab-pam.txt"} {
 		f, err := os.Open(file)
 		if err != nil {
 			t.Fatal(err)

@@ -78,6 +78,7 @@ func TestInjectionCannotFrame(t *testing.T) {
 		{"dovecot auth user", "", "Dec 04 21:58:56 auth: Info: passwd-file(%s,198.18.7.2,<sSUQ+9VhoKjGEgcC>): Password mismatch", true},
 		{"dovecot auth mta user", "", "Dec 04 21:56:53 auth: Info: passwd-file(%s,198.18.7.2): Password mismatch", false},
 		{"dovecot pam", "", "Jan 29 05:32:50 mail dovecot: auth-worker(304): pam(%s,198.18.7.2,<sSUQ+9VhoKjGEgcC>): pam_authenticate() failed: Authentication failure (password mismatch?)", true},
+		{"dovecot 2.3 auth-worker conn prefix", "", "Dec 04 22:14:11 auth-worker(25009): Info: conn unix:auth-worker (pid=25008,uid=104): auth-worker<1>: pam(%s,198.18.7.2,<D3rsMdZhYq7GEgcC>): pam_authenticate() failed: Authentication failure (Password mismatch?)", true},
 		{"sshd failed user", "sshd", "Failed password for invalid user %s from 198.18.7.2 port 48974 ssh2", true},
 		{"sshd invalid user", "sshd", "Invalid user %s from 198.18.7.2 port 48974", true},
 		{"sshd syslog failed user", "", "Nov 11 08:04:52 redbamboo sshd[2737]: Failed password for %s from 198.18.7.2 port 58946 ssh2", true},
