@@ -7,17 +7,17 @@ import (
 
 // Postfix rule names.
 const (
-	RulePostfixSASLFailed   = "postfix-sasl-failed"
-	RulePostfixSASLLogin    = "postfix-sasl-login"
-	RulePostfixAuthErrors   = "postfix-too-many-errors-after-auth"
-	RulePostfixAuthLost     = "postfix-lost-connection-after-auth"
-	RulePostfixRelayDenied  = "postfix-relay-denied"
-	RulePostfixPipelining   = "postfix-improper-pipelining"
-	RulePostfixPregreet     = "postfix-postscreen-pregreet"
-	RulePostfixDNSBL        = "postfix-postscreen-dnsbl"
-	RulePostfixHangup       = "postfix-postscreen-hangup"
-	postfixSMTPDServices    = ServiceSMTP + "," + ServiceSubmission + "," + ServiceSubmissions
-	postfixLostAuthServerRe = "Connection lost to authentication server"
+	RulePostfixSASLFailed  = "postfix-sasl-failed"
+	RulePostfixSASLLogin   = "postfix-sasl-login"
+	RulePostfixAuthErrors  = "postfix-too-many-errors-after-auth"
+	RulePostfixAuthLost    = "postfix-lost-connection-after-auth"
+	RulePostfixRelayDenied = "postfix-relay-denied"
+	RulePostfixPipelining  = "postfix-improper-pipelining"
+	RulePostfixPregreet    = "postfix-postscreen-pregreet"
+	RulePostfixDNSBL       = "postfix-postscreen-dnsbl"
+	RulePostfixHangup      = "postfix-postscreen-hangup"
+	postfixSMTPDServices   = ServiceSMTP + "," + ServiceSubmission + "," + ServiceSubmissions
+	postfixLostAuthServer  = "Connection lost to authentication server"
 )
 
 var postfixRules = []RuleInfo{
@@ -92,7 +92,7 @@ func (p *Parser) postfixSMTPD(o *emitter, service string, msg []byte) {
 			return
 		}
 		// Postfix lost its SASL server: the client did nothing wrong.
-		if hasPrefix(rest, postfixLostAuthServerRe) {
+		if hasPrefix(rest, postfixLostAuthServer) {
 			o.skip(RulePostfixSASLFailed, "Postfix lost its SASL server: not the client's doing")
 			return
 		}

@@ -50,17 +50,15 @@ func (p *Parser) parseSSHD(o *emitter, prog, msg []byte) {
 	if rule != RuleSSHDInvalidUser && hasPrefix(rest, "invalid user ") {
 		rest = rest[len("invalid user "):]
 	}
-	// USER from ADDR port N ssh2[: INFO][ [preauth]] for attempts, USER from
-	// ADDR port N for "Invalid user". The user name before and the INFO
-	// after (key fingerprints, client user names) can both be the client's,
-	// so the line is anchored on its one " ssh2": a second one means the
-	// client wrote it, and the line is dropped rather than guessed at.
+	// "Invalid user USER from ADDR port N" ends at the port: read from the
+	// end. Attempts are "USER from ADDR port N ssh2[: INFO][ [preauth]]":
+	// the user name before and the INFO after (key fingerprints, client
+	// user names) can both be the client's, so the line is anchored on its
+	// one " ssh2"; a second one means the client wrote it, and the line is
+	// dropped rather than guessed at. Only made-up user names can hold
+	// " ssh2", and their connections still yield sshd-invalid-user.
 	tail := rest
-	if rule == RuleSSHDInvalidUser {
-		if bytes.Contains(tail, []byte(" ssh2")) {
-			return
-		}
-	} else {
+	if rule != RuleSSHDInvalidUser {
 		if bytes.Count(tail, []byte(" ssh2")) != 1 {
 			o.skip(rule, "client text holds a second \" ssh2\": the address is ambiguous")
 			return
