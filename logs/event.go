@@ -20,6 +20,10 @@ const (
 	KindProtocolAbuse Kind = "protocol_abuse" // pipelining, pregreet, too many errors, sync errors
 	KindRelayDenied   Kind = "relay_denied"   // an unauthenticated client tried to relay
 	KindDNSBL         Kind = "dnsbl"          // postscreen found the client on a DNS blocklist
+	// KindInvalidUser: the client named an account that does not exist
+	// (sshd's "Invalid user"); logged once per connection, before and apart
+	// from the attempts, so it is not an attempt itself.
+	KindInvalidUser Kind = "invalid_user"
 )
 
 // Origin is where a line came from: a file and line number, or a journal cursor.
