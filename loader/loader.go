@@ -30,7 +30,8 @@ const DefaultPinDir = "/sys/fs/bpf/portcullis"
 
 // ErrIncompatible means the pinned maps were made by a build whose map
 // layout differs from this one.
-var ErrIncompatible = errors.New("pinned maps have an incompatible layout")
+// It is maps.ErrIncompatible, which commands that only open the maps return.
+var ErrIncompatible = maps.ErrIncompatible
 
 // Capacity sets map sizes when the maps are created. Zero keeps the pinned
 // size (or the default for new maps).
@@ -186,9 +187,8 @@ func checkPinned(dir, name string, ms *ebpf.MapSpec, explicit bool) error {
 		return fmt.Errorf("open pinned map %s: %w", name, err)
 	}
 	defer pinned.Close()
-	if pinned.Type() != ms.Type || pinned.KeySize() != ms.KeySize || pinned.ValueSize() != ms.ValueSize || pinned.Flags() != ms.Flags {
-		return fmt.Errorf("%w: map %s in %s is %s with %d-byte keys and %d-byte values, this build needs %s with %d and %d (`portcullis detach --all --purge` removes it and every ban; or run the build that made it)",
-			ErrIncompatible, name, dir, pinned.Type(), pinned.KeySize(), pinned.ValueSize(), ms.Type, ms.KeySize, ms.ValueSize)
+	if err := maps.CheckLayout(dir, name, pinned, ms); err != nil {
+		return err
 	}
 	if pinned.MaxEntries() != ms.MaxEntries {
 		if explicit {
@@ -248,6 +248,13 @@ func upgrade(opts Options, fresh *ebpf.Program) (*ebpf.Program, error) {
 	for _, pl := range links {
 		err := pl.link.Update(fresh)
 		pl.link.Close()
+		if errors.Is(err, unix.ENOLINK) {
+			// The interface is gone: the link enforces nothing and the
+			// kernel will not update it. Attach replaces it if the
+			// interface comes back; failing here would block every Load.
+			opts.Logger.Warn("not upgrading stale xdp link, its interface is gone", "iface", pl.iface)
+			continue
+		}
 		if err != nil {
 			return nil, fmt.Errorf("upgrade program on %s: %w", pl.iface, err)
 		}

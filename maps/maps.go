@@ -20,6 +20,10 @@ import (
 // attached, or was purged.
 var ErrNotLoaded = errors.New("the datapath is not loaded (run `portcullis attach` first)")
 
+// ErrIncompatible means the pinned maps were made by a build whose map
+// layout differs from this one's.
+var ErrIncompatible = errors.New("pinned maps have an incompatible layout")
+
 // ErrNotFound means the ban or allowlist entry does not exist.
 var ErrNotFound = errors.New("no such entry")
 
@@ -53,8 +57,13 @@ func (m *Maps) fields() []struct {
 	}
 }
 
-// Open opens the maps pinned in pinDir.
+// Open opens the maps pinned in pinDir. Maps whose layout differs from
+// this build's are ErrIncompatible: reading them would misread every entry.
 func Open(pinDir string) (*Maps, error) {
+	spec, err := bpf.LoadSpec()
+	if err != nil {
+		return nil, err
+	}
 	m := &Maps{}
 	for _, f := range m.fields() {
 		mp, err := ebpf.LoadPinnedMap(filepath.Join(pinDir, f.name), nil)
@@ -66,8 +75,25 @@ func Open(pinDir string) (*Maps, error) {
 			return nil, fmt.Errorf("open pinned map %s: %w", f.name, err)
 		}
 		*f.ptr = mp
+		if ms := spec.Maps[f.name]; ms != nil {
+			if err := CheckLayout(pinDir, f.name, mp, ms); err != nil {
+				m.Close()
+				return nil, err
+			}
+		}
 	}
 	return m, nil
+}
+
+// CheckLayout compares a pinned map with this build's spec of it. Using a
+// map of another layout would misread every entry, so it is refused with
+// the remedy.
+func CheckLayout(dir, name string, mp *ebpf.Map, ms *ebpf.MapSpec) error {
+	if mp.Type() != ms.Type || mp.KeySize() != ms.KeySize || mp.ValueSize() != ms.ValueSize || mp.Flags() != ms.Flags {
+		return fmt.Errorf("%w: map %s in %s is %s with %d-byte keys and %d-byte values, this build needs %s with %d and %d (`portcullis detach --all --purge` removes it and every ban; or run the build that made it)",
+			ErrIncompatible, name, dir, mp.Type(), mp.KeySize(), mp.ValueSize(), ms.Type, ms.KeySize, ms.ValueSize)
+	}
+	return nil
 }
 
 // FromCollection wraps the maps of a loaded collection. The maps stay owned

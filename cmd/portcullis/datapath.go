@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -34,6 +35,13 @@ func attachCommand() *cli.Command {
 			mode, err := loader.ParseMode(c.String("mode"))
 			if err != nil {
 				return err
+			}
+			// A typo must not create and pin a datapath (and its maps'
+			// memory) that then protects nothing.
+			for _, iface := range c.StringSlice("iface") {
+				if _, err := net.InterfaceByName(iface); err != nil {
+					return fmt.Errorf("interface %q: no such interface", iface)
+				}
 			}
 			d, err := loader.Load(loader.Options{
 				PinDir: pinDir(c),
