@@ -110,6 +110,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		statsCommand(),
 		topCommand(),
 		explainCommand(),
+		logsCommand(),
 	}
 	for _, c := range commands {
 		addGlobalFlags(c)
