@@ -149,7 +149,7 @@ func (e *Engine) Expire(now time.Time) {
 	t := now.UnixNano()
 	for slot := range e.counters.all {
 		times, _ := e.ring(slot)
-		if slices.Max(times) <= t-int64(e.cfg.Window) {
+		if int64(slices.Max(times)) <= now.Add(-e.cfg.Window).Unix() {
 			e.counters.remove(slot)
 		}
 	}

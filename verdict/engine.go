@@ -35,7 +35,7 @@ import (
 //     Escalation happens on the next ban after this one ends.
 //   - A ban starts at now, not at the time of the deciding event, so a
 //     daemon catching up on a backlog of log lines still bans for the full
-//     time. The window is judged on event times only.
+//     time. The window is judged on event times only, to the second.
 //   - A successful login does not reset a source's failures: a sprayer who
 //     owns one account would otherwise wash its counter between attempts.
 //   - An IPv6 source is counted and banned as its /64. If that /64 holds an
@@ -56,7 +56,7 @@ type Engine struct {
 	allow   allowlist
 
 	counters *lru[counter]
-	times    []int64 // Threshold failure times (unix ns) per counter slot
+	times    []uint32 // Threshold failure times (unix seconds) per counter slot
 	tags     []uint8 // Threshold kind<<6|service per counter slot
 
 	services []string
@@ -102,6 +102,8 @@ const maxServices = 64
 
 // counter is a ring of the last Threshold failure times of one source, kept
 // beside the slab in Engine.times: "Threshold within Window" needs no more.
+// Times are unix seconds in 32 bits (good to 2106): half the memory of
+// nanoseconds, and log lines rarely carry more than seconds anyway.
 type counter struct {
 	head uint8 // the next position to write
 	n    uint8 // positions written
@@ -205,8 +207,9 @@ func (e *Engine) Observe(ev logs.Event, now time.Time) []Decision {
 			e.stats.Evicted++
 		}
 		if need := (int(slot) + 1) * e.cfg.Threshold; need > len(e.times) {
-			e.times = append(e.times, make([]int64, need-len(e.times))...)
-			e.tags = append(e.tags, make([]uint8, need-len(e.tags))...)
+			// Slots are handed out in order, so the slab grows by one ring.
+			e.times = slices.Grow(e.times, e.cfg.Threshold)[:need]
+			e.tags = slices.Grow(e.tags, e.cfg.Threshold)[:need]
 		}
 	}
 	c := &e.counters.nodes[slot].val
@@ -216,7 +219,7 @@ func (e *Engine) Observe(ev logs.Event, now time.Time) []Decision {
 	}
 	tag := uint8(kind)<<6 | e.serviceTag(ev.Service)
 	for range min(units, e.cfg.Threshold) {
-		times[c.head], tags[c.head] = t, tag
+		times[c.head], tags[c.head] = seconds(at), tag
 		c.head = uint8((int(c.head) + 1) % e.cfg.Threshold)
 		c.n = uint8(min(int(c.n)+1, e.cfg.Threshold))
 	}
@@ -224,7 +227,7 @@ func (e *Engine) Observe(ev logs.Event, now time.Time) []Decision {
 		return nil
 	}
 	first, last := slices.Min(times), slices.Max(times)
-	span := time.Duration(last - first)
+	span := time.Duration(last-first) * time.Second
 	if span > e.cfg.Window {
 		return nil
 	}
@@ -376,6 +379,11 @@ func (e *Engine) record(h *history, start, until int64) {
 	}
 }
 
+// seconds is t as a ring holds it, clamped to what 32 bits hold.
+func seconds(t time.Time) uint32 {
+	return uint32(min(max(t.Unix(), 0), math.MaxUint32))
+}
+
 // escalate is base times factor^(offence-1), capped at ceiling.
 func escalate(base time.Duration, factor float64, offence int, ceiling time.Duration) time.Duration {
 	d := float64(base) * math.Pow(factor, float64(offence-1))
@@ -386,7 +394,7 @@ func escalate(base time.Duration, factor float64, offence int, ceiling time.Dura
 }
 
 // ring returns slot's failure times and tags.
-func (e *Engine) ring(slot int32) ([]int64, []uint8) {
+func (e *Engine) ring(slot int32) ([]uint32, []uint8) {
 	n := e.cfg.Threshold
 	i := int(slot) * n
 	return e.times[i : i+n : i+n], e.tags[i : i+n : i+n]
