@@ -57,7 +57,7 @@ type Engine struct {
 
 	counters *lru[counter]
 	times    []uint32 // Threshold failure times (unix seconds) per counter slot
-	tags     []uint8 // Threshold kind<<6|service per counter slot
+	tags     []uint8  // Threshold kind<<6|service per counter slot
 
 	services []string
 	service  map[string]uint8
