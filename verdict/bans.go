@@ -8,13 +8,13 @@ import (
 	"time"
 )
 
-// ManualBan records an administrator's ban of p until the given time (zero:
-// permanent). The engine makes no decision of it; it holds it against the
+// ManualBan records an administrator's ban of p of the given scope until
+// the given time (zero: permanent). The engine makes no decision of it; it holds it against the
 // source when escalating and counting recidive, and suppresses the source's
 // events while it lasts. A prefix that is neither one source nor one squad
 // (a /16, say) is the kernel's business only.
-func (e *Engine) ManualBan(p netip.Prefix, until, now time.Time) {
-	e.ban(canonical(p), OriginManual, now.UnixNano(), stamp(until))
+func (e *Engine) ManualBan(p netip.Prefix, scope Scope, until, now time.Time) {
+	e.ban(canonical(p), OriginManual, scope, now.UnixNano(), stamp(until))
 }
 
 // Unban forgets what the engine holds against every source in p: failure
@@ -86,13 +86,13 @@ func (e *Engine) Restore(bans []PastBan) {
 			e.Unban(p, time.Unix(0, s.at))
 			continue
 		}
-		e.ban(p, s.ban.Origin, s.at, stamp(s.ban.Expires))
+		e.ban(p, s.ban.Origin, s.ban.Scope, s.at, stamp(s.ban.Expires))
 	}
 }
 
 // ban records a ban of p made at t until until: in the source's history, or
 // as its squad's ban.
-func (e *Engine) ban(p netip.Prefix, origin Origin, t, until int64) {
+func (e *Engine) ban(p netip.Prefix, origin Origin, scope Scope, t, until int64) {
 	switch {
 	case e.isSource(p):
 		src := e.sourceKey(p.Addr())
@@ -101,7 +101,7 @@ func (e *Engine) ban(p netip.Prefix, origin Origin, t, until int64) {
 		}
 		h := &e.history.nodes[e.remember(src)].val
 		e.forget(h, t)
-		e.record(h, t, until)
+		e.record(h, t, until, scope)
 		if origin == OriginLog || origin == OriginRecidive {
 			e.addMember(e.squadPrefix(p.Addr()), src, t)
 		}
@@ -117,6 +117,9 @@ func (e *Engine) ban(p netip.Prefix, origin Origin, t, until int64) {
 			}
 			s.offences++
 			s.members = s.members[:0]
+		}
+		if s.until <= t || scope == ScopeAll {
+			s.scope = scope
 		}
 		s.until = max(s.until, until)
 	}

@@ -17,8 +17,9 @@ type Config struct {
 	Threshold int
 	Window    time.Duration
 	// Weights says how many failures one attempt of each kind counts for.
-	// A kind missing from the map counts for nothing. See DefaultWeights
-	// for why the defaults are what they are.
+	// A kind missing from the map counts for nothing; kinds the parsers may
+	// add later (invalid_user, say) can be weighed here by name. See
+	// DefaultWeights for why the defaults are what they are.
 	Weights map[logs.Kind]int
 
 	// BanTime is a source's first ban; each repeat remembered in
@@ -29,7 +30,11 @@ type Config struct {
 	// HistoryTTL is how long after its last ban ends a source's ban history
 	// is remembered for escalation and recidive.
 	HistoryTTL time.Duration
-	Scope      Scope
+	// Scope is the scope of the bans the engine decides. Under ScopeMail,
+	// MailServices are the services whose ports a mail-scope ban drops;
+	// evidence from any other service (ssh) makes a ban of scope all.
+	Scope        Scope
+	MailServices []string
 
 	// RecidiveBans bans within RecidiveWindow make the last of them last
 	// RecidiveBanTime (or the escalated time, whichever is longer).
@@ -73,6 +78,13 @@ func DefaultWeights() map[logs.Kind]int {
 	}
 }
 
+// DefaultMailServices are the services the parsers name on the ports of
+// maps.DefaultPorts (25, 465, 587, 110, 995, 143, 993, 4190); "dovecot" is
+// Dovecot's auth process, which answers for them.
+func DefaultMailServices() []string {
+	return []string{"smtp", "submission", "submissions", "imap", "pop3", "sieve", "dovecot"}
+}
+
 // DefaultConfig is the policy: 5 failures in 10 minutes ban for an
 // hour, x4 per repeat up to 30 days, 3 bans in 24 hours a week, 4 banned
 // sources of a /24 or /48 within an hour ban the prefix for 24 hours.
@@ -91,6 +103,7 @@ func DefaultConfig() Config {
 		MaxBanTime:      30 * 24 * time.Hour,
 		HistoryTTL:      30 * 24 * time.Hour,
 		Scope:           ScopeAll,
+		MailServices:    DefaultMailServices(),
 		RecidiveBans:    3,
 		RecidiveWindow:  24 * time.Hour,
 		RecidiveBanTime: 7 * 24 * time.Hour,
@@ -103,6 +116,9 @@ func DefaultConfig() Config {
 		MaxSources:      1_000_000,
 	}
 }
+
+// maxKinds is what fits in the high byte of a ring's tags.
+const maxKinds = 256
 
 // maxThreshold bounds the per-source ring of failure times, whose
 // positions are bytes.
@@ -123,13 +139,14 @@ func (c Config) Validate() error {
 		bad("threshold", "must be 1 to %d, is %d", maxThreshold, c.Threshold)
 	}
 	positive("window", c.Window)
-	kinds := []logs.Kind{logs.KindAuthFailure, logs.KindProtocolAbuse, logs.KindRelayDenied, logs.KindDNSBL}
 	counted := false
 	for _, k := range slices.Sorted(maps.Keys(c.Weights)) {
 		w := c.Weights[k]
 		switch {
-		case !slices.Contains(kinds, k):
-			bad("weights."+string(k), "unknown kind (want one of %v)", kinds)
+		case k == "":
+			bad("weights", "a weight for an empty kind")
+		case k == logs.KindAuthSuccess && w != 0:
+			bad("weights."+string(k), "a successful login must not count toward a ban")
 		case w < 0 || w > maxThreshold:
 			bad("weights."+string(k), "must be 0 to %d, is %d", maxThreshold, w)
 		case w > 0:
@@ -138,6 +155,9 @@ func (c Config) Validate() error {
 	}
 	if !counted {
 		bad("weights", "no kind of event counts toward a ban")
+	}
+	if len(c.Weights) > maxKinds {
+		bad("weights", "at most %d kinds, has %d", maxKinds, len(c.Weights))
 	}
 	positive("ban_time", c.BanTime)
 	if c.Factor < 1 {
@@ -151,6 +171,9 @@ func (c Config) Validate() error {
 	}
 	if c.Scope != ScopeAll && c.Scope != ScopeMail {
 		bad("scope", "unknown scope %s", c.Scope)
+	}
+	if c.Scope == ScopeMail && len(c.MailServices) == 0 {
+		bad("mail_services", "scope mail needs the services its ports serve")
 	}
 	if c.RecidiveBans < 2 {
 		bad("recidive_bans", "must be at least 2, is %d", c.RecidiveBans)

@@ -23,10 +23,15 @@ func TestValidateListsEveryProblem(t *testing.T) {
 			"source_bits_v6", "squad_bits_v6", "max_sources",
 		}},
 		{name: "threshold too large for the ring", change: func(c *Config) { c.Threshold = 256 }, want: []string{"threshold: must be 1 to 255, is 256"}},
-		{name: "unknown and negative weights", change: func(c *Config) {
+		{name: "success and negative weights", change: func(c *Config) {
 			c.Weights[logs.KindAuthSuccess] = 1
 			c.Weights[logs.KindDNSBL] = -1
-		}, want: []string{"weights.auth_success: unknown kind", "weights.dnsbl: must be 0 to 255, is -1"}},
+		}, want: []string{"weights.auth_success: a successful login must not count", "weights.dnsbl: must be 0 to 255, is -1"}},
+		{name: "a kind newer than the engine may be weighed", change: func(c *Config) { c.Weights["invalid_user"] = 1 }},
+		{name: "scope mail without its services", change: func(c *Config) {
+			c.Scope = ScopeMail
+			c.MailServices = nil
+		}, want: []string{"mail_services: scope mail needs"}},
 		{name: "ceiling below the first ban", change: func(c *Config) { c.MaxBanTime = time.Minute }, want: []string{"max_ban_time: must be at least ban_time (1h0m0s), is 1m0s"}},
 		{name: "squad as wide as a source", change: func(c *Config) { c.SquadBitsV6 = 64 }, want: []string{"squad_bits_v6: must be 16 to source_bits_v6-1 (63), is 64"}},
 		{name: "unknown scope", change: func(c *Config) { c.Scope = 9 }, want: []string{"scope: unknown scope scope(9)"}},

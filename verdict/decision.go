@@ -89,6 +89,7 @@ func (d Decision) Duration() time.Duration { return d.Expires.Sub(d.Start) }
 // recidive and squad counting survive a restart of the daemon.
 type PastBan struct {
 	Prefix  netip.Prefix
+	Scope   Scope
 	Origin  Origin
 	Start   time.Time
 	Expires time.Time // zero: permanent

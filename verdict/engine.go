@@ -13,6 +13,7 @@ package verdict
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"net/netip"
 	"slices"
@@ -30,9 +31,15 @@ import (
 //     one, or a restored one, or its squad's subnet ban) gets no new
 //     decision: its later events are counted in Stats.Suppressed and dropped.
 //     They are lines written before the kernel took the ban (a client with
-//     several connections open) or services the ban's scope does not cover,
-//     and re-banning would only duplicate the ban the daemon already holds.
-//     Escalation happens on the next ban after this one ends.
+//     several connections open), and re-banning would only duplicate the ban
+//     the daemon already holds. Escalation happens on the next ban after this
+//     one ends. The exception: under a mail-scope ban, events of services
+//     outside Config.MailServices (ssh) still count, because the ban does not
+//     stop them; reaching the threshold again escalates to a longer ban of
+//     scope all for the same prefix, which the daemon puts in place of the
+//     old one.
+//   - Under Config.Scope mail, a ban whose evidence includes a service
+//     outside the mail services is of scope all, for the same reason.
 //   - A ban starts at now, not at the time of the deciding event, so a
 //     daemon catching up on a backlog of log lines still bans for the full
 //     time. The window is judged on event times only, to the second.
@@ -51,13 +58,17 @@ import (
 //     events stamped at or before the unban: lifting a ban says the source
 //     is not to be held against its past.
 type Engine struct {
-	cfg     Config
-	weights [nKinds]int
-	allow   allowlist
+	cfg   Config
+	allow allowlist
+
+	// kinds are the kinds that count, by their tag number; weights theirs.
+	kinds   []logs.Kind
+	kind    map[logs.Kind]uint8
+	weights []int
 
 	counters *lru[counter]
 	times    []uint32 // Threshold failure times (unix seconds) per counter slot
-	tags     []uint8  // Threshold kind<<6|service per counter slot
+	tags     []uint16 // Threshold kind<<8|service per counter slot
 
 	services []string
 	service  map[string]uint8
@@ -81,24 +92,8 @@ type Stats struct {
 	Forgotten  uint64 // ban histories evicted at MaxSources
 }
 
-// The kinds that can weigh, as small numbers for the ring's tags.
-const (
-	kindAuth = iota
-	kindAbuse
-	kindRelay
-	kindDNSBL
-	nKinds
-)
-
-var kindOf = map[logs.Kind]int{
-	logs.KindAuthFailure:   kindAuth,
-	logs.KindProtocolAbuse: kindAbuse,
-	logs.KindRelayDenied:   kindRelay,
-	logs.KindDNSBL:         kindDNSBL,
-}
-
-// maxServices is what fits in a tag's six bits; the last one is "other".
-const maxServices = 64
+// maxServices is what fits in a tag's low byte; the last one is "other".
+const maxServices = 256
 
 // counter is a ring of the last Threshold failure times of one source, kept
 // beside the slab in Engine.times: "Threshold within Window" needs no more.
@@ -114,6 +109,7 @@ type history struct {
 	offences int     // bans remembered for escalation
 	until    int64   // when the latest ban ends (unix ns); math.MaxInt64: never
 	cleared  int64   // an unban: events at or before it are not evidence
+	scope    Scope   // of the latest ban
 	starts   []int64 // the latest RecidiveBans-1 ban starts, oldest first
 }
 
@@ -122,6 +118,7 @@ type squad struct {
 	members  []member // oldest first
 	offences int
 	until    int64
+	scope    Scope
 }
 
 type member struct {
@@ -139,10 +136,15 @@ func New(cfg Config) (*Engine, error) {
 		counters: newLRU[counter](cfg.MaxSources),
 		history:  newLRU[history](cfg.MaxSources),
 		service:  make(map[string]uint8),
+		kind:     make(map[logs.Kind]uint8),
 		squads:   make(map[netip.Prefix]*squad),
 	}
-	for k, w := range cfg.Weights {
-		e.weights[kindOf[k]] = w
+	for _, k := range slices.Sorted(maps.Keys(cfg.Weights)) {
+		if w := cfg.Weights[k]; w > 0 {
+			e.kind[k] = uint8(len(e.kinds))
+			e.kinds = append(e.kinds, k)
+			e.weights = append(e.weights, w)
+		}
 	}
 	return e, nil
 }
@@ -180,9 +182,8 @@ func (e *Engine) Observe(ev logs.Event, now time.Time) []Decision {
 		e.stats.Ignored++
 		return nil
 	}
-	kind, known := kindOf[ev.Kind]
-	units := max(ev.Attempts, 1) * e.weights[kind]
-	if !known || units == 0 {
+	kind, counts := e.kind[ev.Kind]
+	if !counts {
 		e.stats.Uncounted++
 		return nil
 	}
@@ -190,9 +191,10 @@ func (e *Engine) Observe(ev logs.Event, now time.Time) []Decision {
 	if at.IsZero() {
 		at = now
 	}
+	units := max(ev.Attempts, 1) * e.weights[kind]
 	t, tnow := at.UnixNano(), now.UnixNano()
 	src := e.sourceKey(addr)
-	if e.banned(src, addr, t, tnow) {
+	if e.banned(src, addr, ev.Service, t, tnow) {
 		e.stats.Suppressed++
 		return nil
 	}
@@ -217,7 +219,7 @@ func (e *Engine) Observe(ev logs.Event, now time.Time) []Decision {
 	if c.n == 0 {
 		clear(times) // a reused slot holds its last owner's times
 	}
-	tag := uint8(kind)<<6 | e.serviceTag(ev.Service)
+	tag := uint16(kind)<<8 | uint16(e.serviceTag(ev.Service))
 	for range min(units, e.cfg.Threshold) {
 		times[c.head], tags[c.head] = seconds(at), tag
 		c.head = uint8((int(c.head) + 1) % e.cfg.Threshold)
@@ -237,17 +239,19 @@ func (e *Engine) Observe(ev logs.Event, now time.Time) []Decision {
 	return e.banSource(src, addr, now, OriginLog, reason, evidence, services)
 }
 
-// banned reports whether src (at addr, seen at t) is under a ban the engine
-// knows of, or t predates the source's last unban.
-func (e *Engine) banned(src key, addr netip.Addr, t, now int64) bool {
+// banned reports whether src (at addr, seen at t on service) is under a
+// ban the engine knows of that covers the service, or t predates the
+// source's last unban.
+func (e *Engine) banned(src key, addr netip.Addr, service string, t, now int64) bool {
+	covers := func(scope Scope) bool { return scope == ScopeAll || slices.Contains(e.cfg.MailServices, service) }
 	if slot, ok := e.history.get(src); ok {
 		h := &e.history.nodes[slot].val
-		if h.until > now || t <= h.cleared {
+		if (h.until > now && covers(h.scope)) || t <= h.cleared {
 			return true
 		}
 	}
 	if len(e.squads) > 0 {
-		if s, ok := e.squads[e.squadPrefix(addr)]; ok && s.until > now {
+		if s, ok := e.squads[e.squadPrefix(addr)]; ok && s.until > now && covers(s.scope) {
 			return true
 		}
 	}
@@ -271,7 +275,15 @@ func (e *Engine) banSource(src key, addr netip.Addr, now time.Time, origin Origi
 		d = max(d, e.cfg.RecidiveBanTime)
 		reason += fmt.Sprintf("; %d bans in %s: recidive %s", len(h.starts)+1, human(e.cfg.RecidiveWindow), human(d))
 	}
-	e.record(h, tnow, tnow+int64(d))
+	scope := e.cfg.Scope
+	if scope == ScopeMail {
+		if i := slices.IndexFunc(services, func(s string) bool { return !slices.Contains(e.cfg.MailServices, s) }); i >= 0 {
+			// A mail-scope ban would not stop what the source was seen doing.
+			scope = ScopeAll
+			reason += fmt.Sprintf("; scope all: %s is not a mail service", services[i])
+		}
+	}
+	e.record(h, tnow, tnow+int64(d), scope)
 
 	prefix := e.sourcePrefix(addr)
 	if a, ok := e.allow.overlaps(prefix); ok {
@@ -279,7 +291,7 @@ func (e *Engine) banSource(src key, addr netip.Addr, now time.Time, origin Origi
 		prefix = netip.PrefixFrom(addr, addr.BitLen())
 	}
 	ban := Decision{
-		Prefix: prefix, Scope: e.cfg.Scope, Origin: origin,
+		Prefix: prefix, Scope: scope, Origin: origin,
 		Start: now, Expires: now.Add(d),
 		Evidence: evidence, Services: services, Offence: offence,
 	}
@@ -321,7 +333,7 @@ func (e *Engine) joinSquad(src key, addr netip.Addr, now time.Time) (*Decision, 
 		Start: now, Expires: now.Add(d), Reason: reason,
 		Evidence: len(s.members), Offence: s.offences,
 	}
-	s.until = tnow + int64(d)
+	s.until, s.scope = tnow+int64(d), e.cfg.Scope
 	s.members = s.members[:0] // the next squad ban needs fresh evidence
 	return dec, ""
 }
@@ -370,8 +382,12 @@ func (e *Engine) past(until, t int64) bool {
 }
 
 // record adds a ban from start to until (math.MaxInt64: permanent) to h.
-func (e *Engine) record(h *history, start, until int64) {
+func (e *Engine) record(h *history, start, until int64, scope Scope) {
 	h.offences++
+	if h.until <= start || scope == ScopeAll {
+		// A ban may widen the scope of one in force, never narrow it.
+		h.scope = scope
+	}
 	h.until = max(h.until, until)
 	h.starts = append(h.starts, start)
 	if n := e.cfg.RecidiveBans - 1; len(h.starts) > n {
@@ -394,13 +410,13 @@ func escalate(base time.Duration, factor float64, offence int, ceiling time.Dura
 }
 
 // ring returns slot's failure times and tags.
-func (e *Engine) ring(slot int32) ([]uint32, []uint8) {
+func (e *Engine) ring(slot int32) ([]uint32, []uint16) {
 	n := e.cfg.Threshold
 	i := int(slot) * n
 	return e.times[i : i+n : i+n], e.tags[i : i+n : i+n]
 }
 
-// serviceTag interns a service name in six bits; past 63 names, the rest
+// serviceTag interns a service name in a byte; past 255 names, the rest
 // are "other".
 func (e *Engine) serviceTag(name string) uint8 {
 	if i, ok := e.service[name]; ok {
@@ -425,32 +441,41 @@ func (e *Engine) serviceName(i uint8) string {
 // explain says what a full ring holds: "4 auth failures and 1 protocol
 // abuse in 3m12s (imap, smtp)". extra attempts of the last event's tag did
 // not fit in the ring.
-func (e *Engine) explain(tags []uint8, extra int, last uint8, span time.Duration) (string, []string) {
-	var perKind [nKinds]int
+func (e *Engine) explain(tags []uint16, extra int, last uint16, span time.Duration) (string, []string) {
+	perKind := make([]int, len(e.kinds))
 	var services []string
 	for _, tag := range tags {
-		perKind[tag>>6]++
-		services = append(services, e.serviceName(tag&(maxServices-1)))
+		perKind[tag>>8]++
+		services = append(services, e.serviceName(uint8(tag)))
 	}
-	perKind[last>>6] += extra
+	perKind[last>>8] += extra
 	slices.Sort(services)
 	services = slices.Compact(services)
-	names := [nKinds][2]string{
-		{"auth failure", "auth failures"},
-		{"protocol abuse", "protocol abuses"},
-		{"relay denial", "relay denials"},
-		{"DNSBL listing", "DNSBL listings"},
-	}
 	var parts []string
 	for k, n := range perKind {
-		switch {
-		case n == 1:
-			parts = append(parts, "1 "+names[k][0])
-		case n > 1:
-			parts = append(parts, fmt.Sprintf("%d %s", n, names[k][1]))
+		if n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n, kindName(e.kinds[k], n)))
 		}
 	}
 	return fmt.Sprintf("%s in %s (%s)", strings.Join(parts, " and "), human(span), strings.Join(services, ", ")), services
+}
+
+// kindName names n events of kind k for a reason.
+func kindName(k logs.Kind, n int) string {
+	names := map[logs.Kind][2]string{
+		logs.KindAuthFailure:   {"auth failure", "auth failures"},
+		logs.KindProtocolAbuse: {"protocol abuse", "protocol abuses"},
+		logs.KindRelayDenied:   {"relay denial", "relay denials"},
+		logs.KindDNSBL:         {"DNSBL listing", "DNSBL listings"},
+	}
+	name, ok := names[k]
+	if !ok {
+		return string(k) // a kind newer than this table: its own name
+	}
+	if n == 1 {
+		return name[0]
+	}
+	return name[1]
 }
 
 // human prints a duration without the zero tails time.Duration.String

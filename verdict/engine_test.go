@@ -180,6 +180,9 @@ func TestEventKindsWeighAsDocumented(t *testing.T) {
 		{name: "zero attempts count as one", events: repeat(ev(logs.KindAuthFailure, 0), 5), banAt: 5, evidence: 5},
 		{name: "configured relay weight counts", change: func(c *Config) { c.Weights[logs.KindRelayDenied] = 1 },
 			events: repeat(ev(logs.KindRelayDenied, 1), 5), banAt: 5, evidence: 5, reason: "5 relay denials"},
+		{name: "a kind the engine does not know counts when weighed", change: func(c *Config) { c.Weights["invalid_user"] = 1 },
+			events: repeat(ev("invalid_user", 1), 5), banAt: 5, evidence: 5, reason: "5 invalid_user in"},
+		{name: "a kind the engine does not know does not count by default", events: repeat(ev("invalid_user", 1), 10)},
 		{name: "heavier weight bans sooner", change: func(c *Config) { c.Weights[logs.KindProtocolAbuse] = 5 },
 			events: []logs.Event{ev(logs.KindProtocolAbuse, 1)}, banAt: 1, evidence: 5},
 	}
@@ -213,6 +216,63 @@ func repeat(ev logs.Event, n int) []logs.Event {
 		out[i] = ev
 	}
 	return out
+}
+
+func TestMailScopeBansDoNotHideOtherServices(t *testing.T) {
+	mail := func(c *Config) { c.Scope = ScopeMail }
+	t.Run("mail evidence makes a mail ban", func(t *testing.T) {
+		e := newEngine(t, mail)
+		if d := banOnce(t, e, "198.18.24.1", t0); d.Scope != ScopeMail {
+			t.Errorf("scope %s; want mail", d.Scope)
+		}
+	})
+	t.Run("ssh evidence makes a ban of scope all", func(t *testing.T) {
+		e := newEngine(t, mail)
+		var got []Decision
+		for i := range 5 {
+			got = observe(e, fail("198.18.24.2", t0.Add(time.Duration(i)*time.Second), []string{"imap", "ssh"}[i%2]))
+		}
+		if len(got) != 1 || got[0].Scope != ScopeAll || !strings.Contains(got[0].Reason, "scope all: ssh is not a mail service") {
+			t.Errorf("got %+v; want one ban of scope all saying why", got)
+		}
+	})
+	t.Run("ssh failures under a mail ban escalate to scope all", func(t *testing.T) {
+		e := newEngine(t, mail)
+		first := banOnce(t, e, "198.18.24.3", t0)
+		at := t0.Add(10 * time.Minute)
+		for i := range 5 {
+			if ds := observe(e, fail("198.18.24.3", at.Add(time.Duration(i)*time.Second), "imap")); ds != nil {
+				t.Fatalf("imap failures under a mail ban decided %+v", ds)
+			}
+		}
+		var got []Decision
+		for i := range 5 {
+			got = observe(e, fail("198.18.24.3", at.Add(time.Duration(10+i)*time.Second), "ssh"))
+		}
+		if len(got) != 1 || got[0].Scope != ScopeAll || got[0].Offence != 2 || got[0].Duration() != 4*time.Hour {
+			t.Fatalf("ssh under a mail ban gave %+v; want a 4h ban of scope all, offence 2", got)
+		}
+		// Now everything is covered: more ssh failures are suppressed.
+		for i := range 5 {
+			if ds := observe(e, fail("198.18.24.3", at.Add(time.Duration(20+i)*time.Second), "ssh")); ds != nil {
+				t.Fatalf("ssh under a ban of scope all decided %+v", ds)
+			}
+		}
+		if first.Scope != ScopeMail {
+			t.Errorf("first ban scope %s; want mail", first.Scope)
+		}
+	})
+	t.Run("a mail-scope manual ban lets ssh evidence count", func(t *testing.T) {
+		e := newEngine(t, nil)
+		e.ManualBan(netip.MustParsePrefix("198.18.24.4/32"), ScopeMail, t0.Add(time.Hour), t0)
+		var got []Decision
+		for i := range 5 {
+			got = observe(e, fail("198.18.24.4", t0.Add(time.Duration(i)*time.Second), "ssh"))
+		}
+		if len(got) != 1 || got[0].Scope != ScopeAll {
+			t.Errorf("got %+v; want a ban of scope all", got)
+		}
+	})
 }
 
 func TestRepeatBansEscalateUpToTheCeiling(t *testing.T) {
@@ -526,7 +586,7 @@ func TestUnbanClearsCountersAndHistory(t *testing.T) {
 func TestManualBansCountForEscalationNotSquads(t *testing.T) {
 	e := newEngine(t, nil)
 	for i := range 4 {
-		e.ManualBan(netip.MustParsePrefix(fmt.Sprintf("198.18.17.%d/32", i+1)), t0.Add(2*time.Hour), t0.Add(time.Duration(i)*time.Minute))
+		e.ManualBan(netip.MustParsePrefix(fmt.Sprintf("198.18.17.%d/32", i+1)), ScopeAll, t0.Add(2*time.Hour), t0.Add(time.Duration(i)*time.Minute))
 	}
 	if ds := observe(e, fail("198.18.17.1", t0.Add(time.Hour), "imap")); ds != nil {
 		t.Fatalf("a manually banned source was banned again: %+v", ds)
@@ -544,7 +604,7 @@ func TestManualBansCountForEscalationNotSquads(t *testing.T) {
 		t.Errorf("%d decisions; want only the source's ban", s.Decisions)
 	}
 	// A permanent manual ban never lets the source back.
-	e.ManualBan(netip.MustParsePrefix("198.18.17.9/32"), time.Time{}, t0)
+	e.ManualBan(netip.MustParsePrefix("198.18.17.9/32"), ScopeAll, time.Time{}, t0)
 	for i := range 10 {
 		if ds := observe(e, fail("198.18.17.9", t0.AddDate(5, 0, i), "imap")); ds != nil {
 			t.Fatalf("permanently banned source banned again: %+v", ds)

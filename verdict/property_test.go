@@ -94,7 +94,7 @@ func checkNeverBansAllowlisted(t *testing.T, data []byte) map[Origin]int {
 			if arg%2 == 0 {
 				e.Unban(p, now)
 			} else {
-				e.ManualBan(p, now.Add(time.Duration(arg)*time.Minute), now)
+				e.ManualBan(p, Scope(arg%2), now.Add(time.Duration(arg)*time.Minute), now)
 			}
 		case 7:
 			e.Expire(now)
