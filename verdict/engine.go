@@ -419,6 +419,9 @@ func (e *Engine) ring(slot int32) ([]uint32, []uint16) {
 // serviceTag interns a service name in a byte; past 255 names, the rest
 // are "other".
 func (e *Engine) serviceTag(name string) uint8 {
+	if name == "" {
+		name = "unknown"
+	}
 	if i, ok := e.service[name]; ok {
 		return i
 	}

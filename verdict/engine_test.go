@@ -732,3 +732,25 @@ func TestNewRefusesAnInvalidConfig(t *testing.T) {
 		t.Fatal("New(Config{}) succeeded")
 	}
 }
+
+func TestBacklogBansFromNowForTheFullTime(t *testing.T) {
+	// The daemon catching up after a crash reads failures from 40 minutes
+	// ago: the window is judged on their times, the ban runs from now.
+	e := newEngine(t, nil)
+	now := t0.Add(40 * time.Minute)
+	var got []Decision
+	for i := range 5 {
+		got = e.Observe(fail("198.18.25.1", t0.Add(time.Duration(i)*time.Minute), "imap"), now)
+	}
+	if len(got) != 1 || !got[0].Start.Equal(now) || !got[0].Expires.Equal(now.Add(time.Hour)) {
+		t.Errorf("got %+v; want a ban from %s for 1h", got, now)
+	}
+	// Empty service names and zero event times still explain themselves.
+	e = newEngine(t, nil)
+	for range 5 {
+		got = e.Observe(logs.Event{Kind: logs.KindAuthFailure, Addr: netip.MustParseAddr("198.18.25.2")}, now)
+	}
+	if len(got) != 1 || got[0].Reason != "5 auth failures in 0s (unknown)" {
+		t.Errorf("got %+v; want a ban explained as 5 auth failures in 0s (unknown)", got)
+	}
+}
