@@ -12,7 +12,7 @@ func TestAllowlistMatchesBothFamiliesAndMappedForms(t *testing.T) {
 		netip.MustParsePrefix("fd00:1::/32"),
 		netip.MustParsePrefix("fd00:2::5/128"),
 		netip.MustParsePrefix("198.19.2.7/24"), // host bits set: masked
-		{},                                    // invalid: skipped
+		{},                                     // invalid: skipped
 	})
 	contains := []struct {
 		addr string
