@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"time"
 
@@ -160,8 +161,8 @@ func (c Config) Validate() error {
 		bad("weights", "at most %d kinds, has %d", maxKinds, len(c.Weights))
 	}
 	positive("ban_time", c.BanTime)
-	if c.Factor < 1 {
-		bad("factor", "must be at least 1, is %g", c.Factor)
+	if !(c.Factor >= 1) || math.IsInf(c.Factor, 0) { // NaN fails every comparison
+		bad("factor", "must be a finite number of at least 1, is %g", c.Factor)
 	}
 	if c.MaxBanTime < c.BanTime {
 		bad("max_ban_time", "must be at least ban_time (%s), is %s", c.BanTime, c.MaxBanTime)

@@ -1,6 +1,7 @@
 package verdict
 
 import (
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -18,7 +19,7 @@ func TestValidateListsEveryProblem(t *testing.T) {
 		{name: "threshold of one is valid", change: func(c *Config) { c.Threshold = 1 }},
 		{name: "zero config", change: func(c *Config) { *c = Config{} }, want: []string{
 			"threshold: must be 1 to 255, is 0", "window: must be positive", "weights: no kind of event counts",
-			"ban_time: must be positive", "factor: must be at least 1", "recidive_bans", "recidive_window",
+			"ban_time: must be positive", "factor: must be a finite number of at least 1", "recidive_bans", "recidive_window",
 			"recidive_ban_time", "squad_sources", "squad_window", "squad_ban_time", "squad_bits_v4",
 			"source_bits_v6", "squad_bits_v6", "max_sources",
 		}},
@@ -35,6 +36,8 @@ func TestValidateListsEveryProblem(t *testing.T) {
 		{name: "ceiling below the first ban", change: func(c *Config) { c.MaxBanTime = time.Minute }, want: []string{"max_ban_time: must be at least ban_time (1h0m0s), is 1m0s"}},
 		{name: "squad as wide as a source", change: func(c *Config) { c.SquadBitsV6 = 64 }, want: []string{"squad_bits_v6: must be 16 to source_bits_v6-1 (63), is 64"}},
 		{name: "unknown scope", change: func(c *Config) { c.Scope = 9 }, want: []string{"scope: unknown scope scope(9)"}},
+		{name: "factor not a number", change: func(c *Config) { c.Factor = math.NaN() }, want: []string{"factor: must be a finite number of at least 1, is NaN"}},
+		{name: "factor infinite", change: func(c *Config) { c.Factor = math.Inf(1) }, want: []string{"factor: must be a finite number of at least 1, is +Inf"}},
 		{name: "negative history", change: func(c *Config) { c.HistoryTTL = -time.Hour }, want: []string{"history_ttl: must not be negative"}},
 	}
 	for _, tt := range tests {

@@ -93,5 +93,9 @@ type PastBan struct {
 	Origin  Origin
 	Start   time.Time
 	Expires time.Time // zero: permanent
-	Lifted  time.Time // zero: not lifted before it expired; else as Unban then
+	// Lifted is when an administrator unbanned it, and Restore treats it as
+	// Unban at that time. Zero when it ran out, and zero too for a ban the
+	// daemon replaced with a longer one: that is an escalation, and
+	// counting it as an unban would wipe the history that caused it.
+	Lifted time.Time
 }
