@@ -9,9 +9,9 @@ import (
 )
 
 // ManualBan records an administrator's ban of p of the given scope until
-// the given time (zero: permanent). The engine makes no decision of it; it holds it against the
-// source when escalating and counting recidive, and suppresses the source's
-// events while it lasts. A prefix that is neither one source nor one squad
+// the given time (zero: permanent). The engine makes no decision of it; it
+// holds it against the source when escalating and counting recidive, and
+// suppresses the source's events while it lasts. A prefix that is neither one source nor one squad
 // (a /16, say) is the kernel's business only.
 func (e *Engine) ManualBan(p netip.Prefix, scope Scope, until, now time.Time) {
 	e.ban(canonical(p), OriginManual, scope, now.UnixNano(), stamp(until))
@@ -19,8 +19,8 @@ func (e *Engine) ManualBan(p netip.Prefix, scope Scope, until, now time.Time) {
 
 // Unban forgets what the engine holds against every source in p: failure
 // counters, ban history, squad membership, and the squad's own ban when p
-// covers it. Events stamped at or before now from a source that had a
-// history are ignored, so a log backlog does not re-ban it at once.
+// covers it. Events from p stamped at or before now are ignored from then
+// on, so a log backlog does not re-ban it at once.
 func (e *Engine) Unban(p netip.Prefix, now time.Time) {
 	p = canonical(p)
 	t := now.UnixNano()
@@ -41,6 +41,9 @@ func (e *Engine) Unban(p netip.Prefix, now time.Time) {
 				e.clear(&e.history.nodes[slot].val, t)
 			}
 		}
+		// Sources in p the engine knew nothing of (their events were
+		// suppressed under a subnet ban, say) are discounted through p.
+		e.unbans = append(e.unbans, unban{prefix: p, at: t})
 	}
 	for prefix, s := range e.squads {
 		if !p.Overlaps(prefix) {
@@ -88,6 +91,12 @@ func (e *Engine) Restore(bans []PastBan) {
 		}
 		e.ban(p, s.ban.Origin, s.ban.Scope, s.at, stamp(s.ban.Expires))
 	}
+}
+
+// unban is an Unban of a prefix wider than one source.
+type unban struct {
+	prefix netip.Prefix
+	at     int64
 }
 
 // ban records a ban of p made at t until until: in the source's history, or
@@ -145,9 +154,10 @@ func stamp(t time.Time) int64 {
 
 // Expire drops what can no longer lead to a ban: counters whose newest
 // failure is a Window old, histories HistoryTTL past their last ban (and
-// unban), squads with neither recent members nor a ban to remember. Call it
-// now and then (the daemon does every minute); Observe is correct without
-// it, only memory is not given back.
+// unban), squads with neither recent members nor a ban to remember, unbans
+// of wide prefixes a Window old (a backlog is read by then). Call it now
+// and then (once a minute is plenty); Observe is correct without it, only
+// memory is not given back.
 func (e *Engine) Expire(now time.Time) {
 	t := now.UnixNano()
 	for slot := range e.counters.all {
@@ -164,6 +174,7 @@ func (e *Engine) Expire(now time.Time) {
 			e.history.remove(slot)
 		}
 	}
+	e.unbans = slices.DeleteFunc(e.unbans, func(u unban) bool { return u.at < t-int64(e.cfg.Window) })
 	for prefix, s := range e.squads {
 		s.members = slices.DeleteFunc(s.members, func(m member) bool { return m.at <= t-int64(e.cfg.SquadWindow) })
 		if len(s.members) == 0 && (s.until == 0 || e.past(s.until, t)) {

@@ -75,6 +75,7 @@ type Engine struct {
 
 	history *lru[history]
 	squads  map[netip.Prefix]*squad
+	unbans  []unban // of prefixes wider than a source, until Expire drops them
 
 	stats Stats
 }
@@ -252,6 +253,11 @@ func (e *Engine) banned(src key, addr netip.Addr, service string, t, now int64) 
 	}
 	if len(e.squads) > 0 {
 		if s, ok := e.squads[e.squadPrefix(addr)]; ok && s.until > now && covers(s.scope) {
+			return true
+		}
+	}
+	for _, u := range e.unbans {
+		if t <= u.at && u.prefix.Contains(addr) {
 			return true
 		}
 	}

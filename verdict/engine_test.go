@@ -570,6 +570,13 @@ func TestUnbanClearsCountersAndHistory(t *testing.T) {
 		if s := e.Stats(); s.Tracked != 0 {
 			t.Errorf("tracked %d after unbanning the prefix; want 0", s.Tracked)
 		}
+		// The backlog of a source that had only counters is not evidence
+		// either.
+		for i := range 5 {
+			if ds := e.Observe(fail("198.18.16.100", t0.Add(10*time.Minute+time.Duration(i)*time.Second), "imap"), unban); ds != nil {
+				t.Fatalf("backlog re-banned a source inside the unbanned prefix: %+v", ds)
+			}
+		}
 		// Neither the squad nor its members are held against the prefix.
 		var got []Decision
 		for i := range 4 {
