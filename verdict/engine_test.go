@@ -695,6 +695,25 @@ func TestMemoryStaysBoundedUnderASpray(t *testing.T) {
 	}
 }
 
+func TestBanHistoryIsBoundedToo(t *testing.T) {
+	e := newEngine(t, func(c *Config) { c.MaxSources = 10 })
+	for i := range 30 {
+		// one source per /24: no squads
+		banOnce(t, e, fmt.Sprintf("198.18.%d.1", 100+i), t0.Add(time.Duration(i)*time.Minute))
+	}
+	if s := e.Stats(); s.Remembered != 10 || s.Forgotten != 20 {
+		t.Errorf("remembered %d, forgotten %d; want 10 and 20", s.Remembered, s.Forgotten)
+	}
+	// The most recently banned are remembered, the first forgotten.
+	later := t0.AddDate(0, 0, 2)
+	if d := banOnce(t, e, "198.18.129.1", later); d.Offence != 2 {
+		t.Errorf("recently banned source on offence %d; want 2", d.Offence)
+	}
+	if d := banOnce(t, e, "198.18.100.1", later); d.Offence != 1 {
+		t.Errorf("forgotten source on offence %d; want 1", d.Offence)
+	}
+}
+
 func TestExpireGivesMemoryBack(t *testing.T) {
 	e := newEngine(t, nil)
 	for i := range 100 {
