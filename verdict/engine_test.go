@@ -303,14 +303,18 @@ func TestBanHistoryIsForgottenAfterHistoryTTL(t *testing.T) {
 		{"back after the history", 31 * 24 * time.Hour, time.Hour},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			e := newEngine(t, nil)
-			first := banOnce(t, e, "198.18.4.5", t0)
-			e.Expire(first.Expires.Add(tt.after))
-			if d := banOnce(t, e, "198.18.4.5", first.Expires.Add(tt.after)); d.Duration() != tt.want {
-				t.Errorf("second ban lasts %s; want %s", d.Duration(), tt.want)
-			}
-		})
+		for _, expire := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/expire=%v", tt.name, expire), func(t *testing.T) {
+				e := newEngine(t, nil)
+				first := banOnce(t, e, "198.18.4.5", t0)
+				if expire {
+					e.Expire(first.Expires.Add(tt.after))
+				}
+				if d := banOnce(t, e, "198.18.4.5", first.Expires.Add(tt.after)); d.Duration() != tt.want {
+					t.Errorf("second ban lasts %s; want %s", d.Duration(), tt.want)
+				}
+			})
+		}
 	}
 }
 
@@ -661,6 +665,40 @@ func TestRestoreRebuildsHistory(t *testing.T) {
 	}
 	if len(sub) != 1 || sub[0].Prefix != p("198.18.19.0/24") {
 		t.Errorf("fourth member after restoring three: %+v; want the /24 banned", sub)
+	}
+}
+
+func TestRestoreRebuildsSquadBans(t *testing.T) {
+	p := netip.MustParsePrefix
+	now := t0.Add(48 * time.Hour)
+	e := newEngine(t, nil)
+	e.Restore([]PastBan{
+		// in force: its addresses are not counted
+		{Prefix: p("198.18.27.0/24"), Origin: OriginSubnet, Start: now.Add(-time.Hour), Expires: now.Add(23 * time.Hour)},
+		// over: the next squad ban of the prefix is a repeat
+		{Prefix: p("fd00:27::/48"), Origin: OriginSubnet, Start: t0, Expires: t0.Add(24 * time.Hour)},
+		// a manual ban of a squad-sized prefix holds too
+		{Prefix: p("198.18.28.0/24"), Origin: OriginManual, Start: now.Add(-time.Hour)},
+	})
+	for _, src := range []string{"198.18.27.9", "198.18.28.9"} {
+		for i := range 5 {
+			if ds := observe(e, fail(src, now.Add(time.Duration(i)*time.Second), "imap")); ds != nil {
+				t.Fatalf("%s inside a restored subnet ban was banned: %+v", src, ds)
+			}
+		}
+	}
+	var sub []Decision
+	for i := range 4 {
+		for j := range 5 {
+			for _, d := range observe(e, fail(fmt.Sprintf("fd00:27:0:%x::1", i+1), now.Add(time.Duration(i)*time.Minute+time.Duration(j)*time.Second), "imap")) {
+				if d.Origin == OriginSubnet {
+					sub = append(sub, d)
+				}
+			}
+		}
+	}
+	if len(sub) != 1 || sub[0].Offence != 2 || sub[0].Duration() != 4*24*time.Hour {
+		t.Errorf("squad after a restored subnet ban: %+v; want offence 2 for 4d", sub)
 	}
 }
 
