@@ -291,7 +291,7 @@ func TestEmptyMapFlagsFollowTheMaps(t *testing.T) {
 		if got := d.config(bpf.ConfigHaveExact); got != exact {
 			t.Errorf("%s: exact present flag %d, want %d", what, got, exact)
 		}
-		if got := d.config(bpf.ConfigHavePrefix); got != pfx {
+		if got := d.config(bpf.ConfigHavePrefix4); got != pfx {
 			t.Errorf("%s: prefix present flag %d, want %d", what, got, pfx)
 		}
 	}

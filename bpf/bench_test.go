@@ -197,8 +197,10 @@ func BenchmarkDatapath(b *testing.B) {
 	measure(b, d, floor, benchCase{"64k-prefix-only/drop-prefix", syn(benchPrefix4, 25), xdpDrop})
 	measure(b, d, floor, benchCase{"64k-prefix-only/ack-to-25", ack(benchClean4, 25), xdpPass})
 	setFlag(bpf.ConfigHaveExact, 1)
-	setFlag(bpf.ConfigHavePrefix, 0)
+	setFlag(bpf.ConfigHavePrefix4, 0)
+	setFlag(bpf.ConfigHavePrefix6, 0)
 	measure(b, d, floor, benchCase{"1M-exact-only/ack-to-25", ack(benchClean4, 25), xdpPass})
 	measure(b, d, floor, benchCase{"1M-exact-only/syn-accepted", syn(benchClean4, 25), xdpPass})
-	setFlag(bpf.ConfigHavePrefix, 1)
+	setFlag(bpf.ConfigHavePrefix4, 1)
+	setFlag(bpf.ConfigHavePrefix6, 1)
 }

@@ -11,8 +11,10 @@ import (
 type (
 	// Addr is an address as the maps key it: IPv6, IPv4 mapped into ::ffff:0:0/96.
 	Addr = portcullisPcAddr
-	// LPMKey is the key of the prefix tries (allowlist, prefix bans).
+	// LPMKey is the key of the allowlist and the IPv6 prefix ban trie.
 	LPMKey = portcullisPcLpmKey
+	// LPM4Key is the key of the IPv4 prefix ban trie.
+	LPM4Key = portcullisPcLpm4Key
 	// Ban is the value of a ban, exact or prefix.
 	Ban = portcullisPcBan
 	// Source is the per-source rate-limit and SYN state.
@@ -21,14 +23,15 @@ type (
 
 // Names of the program and maps, as pinned.
 const (
-	ProgramName   = portcullisProgPortcullis
-	MapBans       = portcullisMapBans
-	MapPrefixBans = portcullisMapPrefixBans
-	MapAllowlist  = portcullisMapAllowlist
-	MapPorts      = portcullisMapPorts
-	MapConfig     = portcullisMapConfig
-	MapCounters   = portcullisMapCounters
-	MapSources    = portcullisMapSources
+	ProgramName    = portcullisProgPortcullis
+	MapBans        = portcullisMapBans
+	MapPrefixBans4 = portcullisMapPrefixBans4
+	MapPrefixBans6 = portcullisMapPrefixBans6
+	MapAllowlist   = portcullisMapAllowlist
+	MapPorts       = portcullisMapPorts
+	MapConfig      = portcullisMapConfig
+	MapCounters    = portcullisMapCounters
+	MapSources     = portcullisMapSources
 )
 
 // Port classes (enum pc_class).
@@ -46,12 +49,13 @@ const (
 
 // Config indexes (enum pc_config).
 const (
-	ConfigHaveExact  uint32 = 0
-	ConfigHavePrefix uint32 = 1
-	ConfigHaveAllow  uint32 = 2
-	ConfigHaveGeo    uint32 = 3
-	ConfigInterval   uint32 = 8  // + class
-	ConfigTolerance  uint32 = 12 // + class
+	ConfigHaveExact   uint32 = 0
+	ConfigHavePrefix4 uint32 = 1
+	ConfigHaveAllow   uint32 = 2
+	ConfigHaveGeo     uint32 = 3
+	ConfigHavePrefix6 uint32 = 4
+	ConfigInterval    uint32 = 8  // + class
+	ConfigTolerance   uint32 = 12 // + class
 )
 
 // Counter indexes (enum pc_counter).

@@ -42,10 +42,19 @@ struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, 65536);
+	__type(key, struct pc_lpm4_key);
+	__type(value, struct pc_ban);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} prefix_bans4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 65536);
 	__type(key, struct pc_lpm_key);
 	__type(value, struct pc_ban);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} prefix_bans SEC(".maps");
+} prefix_bans6 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
@@ -285,25 +294,42 @@ static __always_inline int ban_covers(struct pc_ban *b, __u64 *now, __u32 class)
 	return 1;
 }
 
-/* find_prefix_ban returns the narrowest prefix ban that covers the packet. An
- * inactive narrower ban (expired, not yet started or of another scope) must
- * not hide a wider active one, so the lookup continues above it. */
-static __always_inline struct pc_ban *find_prefix_ban(struct pc_addr *src, __u64 *now, __u32 class)
+/* find_prefix_ban returns the narrowest prefix ban that covers the packet.
+ * An inactive narrower ban (expired, not yet started or of another scope)
+ * must not hide a wider active one, so the lookup continues above it. The
+ * same loop serves both tries; only the key differs. */
+#define FIND_PREFIX_BAN(trie, k, maxlen, now, class)                        \
+	({                                                                  \
+		struct pc_ban *found = 0;                                   \
+		_Pragma("unroll") for (int i = 0; i < MAX_NEST; i++)        \
+		{                                                           \
+			struct pc_ban *b = bpf_map_lookup_elem(&trie, &k);  \
+			if (!b)                                             \
+				break;                                      \
+			if (ban_covers(b, now, class)) {                    \
+				found = b;                                  \
+				break;                                      \
+			}                                                   \
+			if (b->plen == 0 || b->plen > maxlen)               \
+				break;                                      \
+			k.prefixlen = b->plen - 1;                          \
+		}                                                           \
+		found;                                                      \
+	})
+
+static __always_inline struct pc_ban *find_prefix_ban(struct pkt *p, __u64 *now, __u32 class)
 {
-	struct pc_lpm_key k = {.prefixlen = 128};
-	__builtin_memcpy(k.a, src->a, sizeof(k.a));
-#pragma unroll
-	for (int i = 0; i < MAX_NEST; i++) {
-		struct pc_ban *b = bpf_map_lookup_elem(&prefix_bans, &k);
-		if (!b)
+	if (p->ipv6) {
+		if (!cfg(PC_CFG_HAVE_PREFIX6))
 			return 0;
-		if (ban_covers(b, now, class))
-			return b;
-		if (b->plen == 0 || b->plen > 128)
-			return 0;
-		k.prefixlen = b->plen - 1;
+		struct pc_lpm_key k = {.prefixlen = 128};
+		__builtin_memcpy(k.a, p->src.a, sizeof(k.a));
+		return FIND_PREFIX_BAN(prefix_bans6, k, 128, now, class);
 	}
-	return 0;
+	if (!cfg(PC_CFG_HAVE_PREFIX4))
+		return 0;
+	struct pc_lpm4_key k = {.prefixlen = 32, .addr = p->src.a[3]};
+	return FIND_PREFIX_BAN(prefix_bans4, k, 32, now, class);
 }
 
 static __always_inline int allowlisted(struct pc_addr *src)
@@ -421,8 +447,8 @@ int portcullis(struct xdp_md *ctx)
 		if (b && !ban_covers(b, &now, class))
 			b = 0;
 	}
-	if (!b && cfg(PC_CFG_HAVE_PREFIX)) {
-		b = find_prefix_ban(&p.src, &now, class);
+	if (!b) {
+		b = find_prefix_ban(&p, &now, class);
 		rule = PC_RULE_BAN_PREFIX;
 	}
 	if (b) {

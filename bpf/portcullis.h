@@ -27,9 +27,10 @@ enum pc_scope {
  * written atomically on its own). */
 enum pc_config {
 	PC_CFG_HAVE_EXACT = 0,  /* nonzero: the exact ban map may hold entries */
-	PC_CFG_HAVE_PREFIX = 1, /* nonzero: the prefix ban trie may hold entries */
+	PC_CFG_HAVE_PREFIX4 = 1, /* nonzero: the IPv4 prefix ban trie may hold entries */
 	PC_CFG_HAVE_ALLOW = 2,  /* nonzero: the allowlist may hold entries */
 	PC_CFG_HAVE_GEO = 3,    /* reserved for geo policy */
+	PC_CFG_HAVE_PREFIX6 = 4, /* nonzero: the IPv6 prefix ban trie may hold entries */
 	PC_CFG_INTERVAL = 8,    /* + class: ns per token, 0 = no rate limit */
 	PC_CFG_TOLERANCE = 12,  /* + class: burst * interval in ns */
 	PC_CFG_MAX = 64,
@@ -56,11 +57,19 @@ struct pc_addr {
 	__u32 a[4];
 };
 
-/* Key of the LPM tries; prefixlen counts bits of the mapped form (an IPv4
- * /24 is 120). */
+/* Key of the allowlist and the IPv6 prefix ban trie; prefixlen counts bits
+ * of the mapped form (an IPv4 /24 in the allowlist is 120). */
 struct pc_lpm_key {
 	__u32 prefixlen;
 	__u32 a[4];
+};
+
+/* Key of the IPv4 prefix ban trie. IPv4 prefix bans have a trie of their
+ * own: a 4-byte key is compared in one step where the mapped 16-byte form
+ * takes two, at every level of the trie, on the path of every drop. */
+struct pc_lpm4_key {
+	__u32 prefixlen;
+	__u32 addr;
 };
 
 #define PC_REASON_LEN 48
@@ -70,7 +79,7 @@ struct pc_ban {
 	__u64 expires; /* boot clock ns the ban ends at; 0: never */
 	__u64 hits;    /* packets dropped by this ban */
 	__u8 scope;    /* enum pc_scope */
-	__u8 plen;     /* prefix length of the ban (mapped form); 128 for one address */
+	__u8 plen;     /* prefix length of the ban in its family: 32 or 128 for one address */
 	__u8 origin;   /* who made the ban: manual, log, subnet, ... (userspace's enum) */
 	__u8 _pad[5];
 	char reason[PC_REASON_LEN];

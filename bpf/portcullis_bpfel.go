@@ -30,6 +30,12 @@ type portcullisPcBan struct {
 	Reason  [48]int8
 }
 
+type portcullisPcLpm4Key struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Addr      uint32
+}
+
 type portcullisPcLpmKey struct {
 	_         structs.HostLayout
 	Prefixlen uint32
@@ -53,7 +59,8 @@ const (
 	portcullisMapConfig      = "config"
 	portcullisMapCounters    = "counters"
 	portcullisMapPorts       = "ports"
-	portcullisMapPrefixBans  = "prefix_bans"
+	portcullisMapPrefixBans4 = "prefix_bans4"
+	portcullisMapPrefixBans6 = "prefix_bans6"
 	portcullisMapSources     = "sources"
 	portcullisProgPortcullis = "portcullis"
 )
@@ -107,13 +114,14 @@ type portcullisProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type portcullisMapSpecs struct {
-	Allowlist  *ebpf.MapSpec `ebpf:"allowlist"`
-	Bans       *ebpf.MapSpec `ebpf:"bans"`
-	Config     *ebpf.MapSpec `ebpf:"config"`
-	Counters   *ebpf.MapSpec `ebpf:"counters"`
-	Ports      *ebpf.MapSpec `ebpf:"ports"`
-	PrefixBans *ebpf.MapSpec `ebpf:"prefix_bans"`
-	Sources    *ebpf.MapSpec `ebpf:"sources"`
+	Allowlist   *ebpf.MapSpec `ebpf:"allowlist"`
+	Bans        *ebpf.MapSpec `ebpf:"bans"`
+	Config      *ebpf.MapSpec `ebpf:"config"`
+	Counters    *ebpf.MapSpec `ebpf:"counters"`
+	Ports       *ebpf.MapSpec `ebpf:"ports"`
+	PrefixBans4 *ebpf.MapSpec `ebpf:"prefix_bans4"`
+	PrefixBans6 *ebpf.MapSpec `ebpf:"prefix_bans6"`
+	Sources     *ebpf.MapSpec `ebpf:"sources"`
 }
 
 // portcullisVariableSpecs contains global variables before they are loaded into the kernel.
@@ -142,13 +150,14 @@ func (o *portcullisObjects) Close() error {
 //
 // It can be passed to loadPortcullisObjects or ebpf.CollectionSpec.LoadAndAssign.
 type portcullisMaps struct {
-	Allowlist  *ebpf.Map `ebpf:"allowlist"`
-	Bans       *ebpf.Map `ebpf:"bans"`
-	Config     *ebpf.Map `ebpf:"config"`
-	Counters   *ebpf.Map `ebpf:"counters"`
-	Ports      *ebpf.Map `ebpf:"ports"`
-	PrefixBans *ebpf.Map `ebpf:"prefix_bans"`
-	Sources    *ebpf.Map `ebpf:"sources"`
+	Allowlist   *ebpf.Map `ebpf:"allowlist"`
+	Bans        *ebpf.Map `ebpf:"bans"`
+	Config      *ebpf.Map `ebpf:"config"`
+	Counters    *ebpf.Map `ebpf:"counters"`
+	Ports       *ebpf.Map `ebpf:"ports"`
+	PrefixBans4 *ebpf.Map `ebpf:"prefix_bans4"`
+	PrefixBans6 *ebpf.Map `ebpf:"prefix_bans6"`
+	Sources     *ebpf.Map `ebpf:"sources"`
 }
 
 func (m *portcullisMaps) Close() error {
@@ -158,7 +167,8 @@ func (m *portcullisMaps) Close() error {
 		m.Config,
 		m.Counters,
 		m.Ports,
-		m.PrefixBans,
+		m.PrefixBans4,
+		m.PrefixBans6,
 		m.Sources,
 	)
 }

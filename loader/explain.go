@@ -105,11 +105,7 @@ func (d *Datapath) Explain(addr netip.Addr, port uint16) (Explanation, error) {
 		e.AllowedBy, _, _ = d.Maps.AllowedBy(addr)
 	}
 	if ex.Rule == bpf.RuleBanExact || ex.Rule == bpf.RuleBanPrefix {
-		bits := int(ex.BanPlen)
-		if addr.Is4() {
-			bits -= 96
-		}
-		b, err := d.Maps.LookupBan(netip.PrefixFrom(addr, bits).Masked())
+		b, err := d.Maps.LookupBan(netip.PrefixFrom(addr, int(ex.BanPlen)).Masked())
 		if err != nil {
 			return e, fmt.Errorf("look up matched ban: %w", err)
 		}

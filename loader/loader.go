@@ -37,7 +37,7 @@ var ErrIncompatible = maps.ErrIncompatible
 // size (or the default for new maps).
 type Capacity struct {
 	Bans       uint32 // exact bans, IPv4 and IPv6 each
-	PrefixBans uint32
+	PrefixBans uint32 // IPv4 and IPv6 each
 	Allowlist  uint32
 	Sources    uint32 // tracked sources for rate limits and top
 }
@@ -144,10 +144,11 @@ func newCollection(dir string, c Capacity, fresh bool) (*ebpf.Collection, error)
 		return nil, err
 	}
 	want := map[string]uint32{
-		bpf.MapBans:       c.Bans,
-		bpf.MapPrefixBans: c.PrefixBans,
-		bpf.MapAllowlist:  c.Allowlist,
-		bpf.MapSources:    c.Sources,
+		bpf.MapBans:        c.Bans,
+		bpf.MapPrefixBans4: c.PrefixBans,
+		bpf.MapPrefixBans6: c.PrefixBans,
+		bpf.MapAllowlist:   c.Allowlist,
+		bpf.MapSources:     c.Sources,
 	}
 	for name, ms := range spec.Maps {
 		if n := want[name]; n > 0 {

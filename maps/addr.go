@@ -98,12 +98,17 @@ func keyPrefix(k bpf.LPMKey) netip.Prefix {
 	return netip.PrefixFrom(a, bits)
 }
 
-// kernelBits is the prefix length as the kernel counts it.
-func kernelBits(p netip.Prefix) uint8 {
-	if p.Addr().Is4() {
-		return uint8(p.Bits() + v4MappedBits)
-	}
-	return uint8(p.Bits())
+// lpm4Key is the IPv4 prefix ban trie's key for a normalized IPv4 prefix.
+func lpm4Key(p netip.Prefix) bpf.LPM4Key {
+	b := p.Addr().As4()
+	return bpf.LPM4Key{Prefixlen: uint32(p.Bits()), Addr: binary.NativeEndian.Uint32(b[:])}
+}
+
+// keyPrefix4 is the inverse of lpm4Key.
+func keyPrefix4(k bpf.LPM4Key) netip.Prefix {
+	var b [4]byte
+	binary.NativeEndian.PutUint32(b[:], k.Addr)
+	return netip.PrefixFrom(netip.AddrFrom4(b), int(k.Prefixlen))
 }
 
 // isSingle reports whether p names one address (an exact ban).

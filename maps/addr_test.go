@@ -61,7 +61,8 @@ func TestKeysRoundTrip(t *testing.T) {
 	if k.Prefixlen != 120 {
 		t.Errorf("IPv4 /24 has kernel prefix length %d, want 120", k.Prefixlen)
 	}
-	if kernelBits(netip.MustParsePrefix("2001:db8::/48")) != 48 {
-		t.Errorf("IPv6 prefix lengths must not shift")
+	p4 := netip.MustParsePrefix("192.0.2.0/24")
+	if got := keyPrefix4(lpm4Key(p4)); got != p4 {
+		t.Errorf("keyPrefix4(lpm4Key(%s)) = %s", p4, got)
 	}
 }

@@ -19,7 +19,7 @@ func banValue(b Ban) bpf.Ban {
 		Starts:  toBoot(b.Starts),
 		Expires: toBoot(b.Expires),
 		Scope:   uint8(b.Scope),
-		Plen:    kernelBits(b.Prefix),
+		Plen:    uint8(b.Prefix.Bits()),
 		Origin:  uint8(b.Origin),
 	}
 	reason := []byte(b.Reason)
@@ -76,8 +76,10 @@ func (m *Maps) AddBans(bans []Ban) error {
 	var (
 		exactKeys []bpf.Addr
 		exactVals []bpf.Ban
-		lpmKeys   []bpf.LPMKey
-		lpmVals   []bpf.Ban
+		keys4     []bpf.LPM4Key
+		vals4     []bpf.Ban
+		keys6     []bpf.LPMKey
+		vals6     []bpf.Ban
 	)
 	for i := range bans {
 		b := bans[i]
@@ -87,9 +89,12 @@ func (m *Maps) AddBans(bans []Ban) error {
 		if isSingle(b.Prefix) {
 			exactKeys = append(exactKeys, addrKey(b.Prefix.Addr()))
 			exactVals = append(exactVals, banValue(b))
+		} else if b.Prefix.Addr().Is4() {
+			keys4 = append(keys4, lpm4Key(b.Prefix))
+			vals4 = append(vals4, banValue(b))
 		} else {
-			lpmKeys = append(lpmKeys, lpmKey(b.Prefix))
-			lpmVals = append(lpmVals, banValue(b))
+			keys6 = append(keys6, lpmKey(b.Prefix))
+			vals6 = append(vals6, banValue(b))
 		}
 	}
 	if len(exactKeys) > 0 {
@@ -100,11 +105,19 @@ func (m *Maps) AddBans(bans []Ban) error {
 			return err
 		}
 	}
-	if len(lpmKeys) > 0 {
-		if err := batchUpdate(m.prefixBans, lpmKeys, lpmVals); err != nil {
+	if len(keys4) > 0 {
+		if err := batchUpdate(m.prefixBans4, keys4, vals4); err != nil {
 			return fmt.Errorf("add prefix bans: %w", err)
 		}
-		if err := m.setPresent(bpf.ConfigHavePrefix); err != nil {
+		if err := m.setPresent(bpf.ConfigHavePrefix4); err != nil {
+			return err
+		}
+	}
+	if len(keys6) > 0 {
+		if err := batchUpdate(m.prefixBans6, keys6, vals6); err != nil {
+			return fmt.Errorf("add prefix bans: %w", err)
+		}
+		if err := m.setPresent(bpf.ConfigHavePrefix6); err != nil {
 			return err
 		}
 	}
@@ -155,11 +168,18 @@ func (m *Maps) DeleteBan(p netip.Prefix) error {
 		}
 		return m.clearPresentIfEmpty(bpf.ConfigHaveExact, m.bans)
 	}
+	if p.Addr().Is4() {
+		k := lpm4Key(p)
+		if err := m.prefixBans4.Delete(&k); err != nil {
+			return notFound(p, err)
+		}
+		return m.clearPresentIfEmpty(bpf.ConfigHavePrefix4, m.prefixBans4)
+	}
 	k := lpmKey(p)
-	if err := m.prefixBans.Delete(&k); err != nil {
+	if err := m.prefixBans6.Delete(&k); err != nil {
 		return notFound(p, err)
 	}
-	return m.clearPresentIfEmpty(bpf.ConfigHavePrefix, m.prefixBans)
+	return m.clearPresentIfEmpty(bpf.ConfigHavePrefix6, m.prefixBans6)
 }
 
 func notFound(p netip.Prefix, err error) error {
@@ -179,9 +199,12 @@ func (m *Maps) LookupBan(p netip.Prefix) (Ban, error) {
 	if isSingle(p) {
 		k := addrKey(p.Addr())
 		err = m.bans.Lookup(&k, &v)
+	} else if p.Addr().Is4() {
+		k := lpm4Key(p)
+		err = m.prefixBans4.Lookup(&k, &v)
 	} else {
 		k := lpmKey(p)
-		err = m.prefixBans.Lookup(&k, &v)
+		err = m.prefixBans6.Lookup(&k, &v)
 	}
 	if errors.Is(err, ebpf.ErrKeyNotExist) {
 		return Ban{}, fmt.Errorf("%s: %w", p, ErrNotFound)
@@ -203,7 +226,13 @@ func (m *Maps) Bans() ([]Ban, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list bans: %w", err)
 	}
-	err = eachEntry(m.prefixBans, func(k bpf.LPMKey, v bpf.Ban) {
+	err = eachEntry(m.prefixBans4, func(k bpf.LPM4Key, v bpf.Ban) {
+		out = append(out, fromValue(keyPrefix4(k), v))
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list prefix bans: %w", err)
+	}
+	err = eachEntry(m.prefixBans6, func(k bpf.LPMKey, v bpf.Ban) {
 		out = append(out, fromValue(keyPrefix(k), v))
 	})
 	if err != nil {
@@ -261,15 +290,20 @@ func (m *Maps) ExpireBans() ([]Ban, error) {
 	if err != nil {
 		return gone, fmt.Errorf("expire bans: %w", err)
 	}
-	gonePrefixes, err := expire(m.prefixBans, keyPrefix)
-	gone = append(gone, gonePrefixes...)
+	gone4, err := expire(m.prefixBans4, keyPrefix4)
+	gone = append(gone, gone4...)
 	if err != nil {
 		return gone, fmt.Errorf("expire prefix bans: %w", err)
 	}
-	if err := m.clearPresentIfEmpty(bpf.ConfigHaveExact, m.bans); err != nil {
-		return gone, err
+	gone6, err := expire(m.prefixBans6, keyPrefix)
+	gone = append(gone, gone6...)
+	if err != nil {
+		return gone, fmt.Errorf("expire prefix bans: %w", err)
 	}
-	return gone, m.clearPresentIfEmpty(bpf.ConfigHavePrefix, m.prefixBans)
+	return gone, errors.Join(
+		m.clearPresentIfEmpty(bpf.ConfigHaveExact, m.bans),
+		m.clearPresentIfEmpty(bpf.ConfigHavePrefix4, m.prefixBans4),
+		m.clearPresentIfEmpty(bpf.ConfigHavePrefix6, m.prefixBans6))
 }
 
 func expire[K any](mp *ebpf.Map, prefix func(K) netip.Prefix) ([]Ban, error) {

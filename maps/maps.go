@@ -29,13 +29,14 @@ var ErrNotFound = errors.New("no such entry")
 
 // Maps is the set of the datapath's maps.
 type Maps struct {
-	bans       *ebpf.Map
-	prefixBans *ebpf.Map
-	allow      *ebpf.Map
-	ports      *ebpf.Map
-	config     *ebpf.Map
-	counters   *ebpf.Map
-	sources    *ebpf.Map
+	bans        *ebpf.Map
+	prefixBans4 *ebpf.Map
+	prefixBans6 *ebpf.Map
+	allow       *ebpf.Map
+	ports       *ebpf.Map
+	config      *ebpf.Map
+	counters    *ebpf.Map
+	sources     *ebpf.Map
 }
 
 // names lists each map with the field that holds it.
@@ -48,7 +49,8 @@ func (m *Maps) fields() []struct {
 		ptr  **ebpf.Map
 	}{
 		{bpf.MapBans, &m.bans},
-		{bpf.MapPrefixBans, &m.prefixBans},
+		{bpf.MapPrefixBans4, &m.prefixBans4},
+		{bpf.MapPrefixBans6, &m.prefixBans6},
 		{bpf.MapAllowlist, &m.allow},
 		{bpf.MapPorts, &m.ports},
 		{bpf.MapConfig, &m.config},
@@ -172,8 +174,12 @@ func (m *Maps) Fill() ([]Fill, error) {
 	if err := add("bans", m.bans, n, err); err != nil {
 		return nil, err
 	}
-	n, err = countOf[bpf.LPMKey, bpf.Ban](m.prefixBans)
-	if err := add("prefix_bans", m.prefixBans, n, err); err != nil {
+	n, err = countOf[bpf.LPM4Key, bpf.Ban](m.prefixBans4)
+	if err := add("prefix_bans4", m.prefixBans4, n, err); err != nil {
+		return nil, err
+	}
+	n, err = countOf[bpf.LPMKey, bpf.Ban](m.prefixBans6)
+	if err := add("prefix_bans6", m.prefixBans6, n, err); err != nil {
 		return nil, err
 	}
 	n, err = countOf[bpf.LPMKey, uint64](m.allow)
