@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
+
 	"github.com/portcullis-mail/portcullis/bpf"
 	"github.com/portcullis-mail/portcullis/internal/testnet"
 	"github.com/portcullis-mail/portcullis/maps"
@@ -100,6 +102,12 @@ func TestInactiveNarrowerBanDoesNotHideAWiderActiveOne(t *testing.T) {
 		{"both expired", []maps.Ban{at(expired, "198.18.0.0/16"), at(expired, "198.18.5.0/24"), at(expired, "198.18.5.7/32")}, "198.18.5.7", 80, ""},
 		{"expired /64 inside active /48", []maps.Ban{at(active, "fd00:20::/48"), at(expired, "fd00:20:0:5::/64")}, "fd00:20:0:5::9", 80, "fd00:20::/48"},
 		{"expired /56 and future /64 inside active /32", []maps.Ban{at(active, "fd00:20::/32"), at(expired, "fd00:20:0:500::/56"), at(future, "fd00:20:0:505::/64")}, "fd00:20:0:505::9", 80, "fd00:20::/32"},
+		{"active /96 (long IPv6 trie)", []maps.Ban{at(active, "fd00:20:0:5::/96")}, "fd00:20:0:5::9", 80, "fd00:20:0:5::/96"},
+		{"expired /96 inside active /64", []maps.Ban{at(active, "fd00:20:0:5::/64"), at(expired, "fd00:20:0:5::/96")}, "fd00:20:0:5::9", 80, "fd00:20:0:5::/64"},
+		{"expired /112 and future /80 inside active /48", []maps.Ban{at(active, "fd00:20::/48"), at(future, "fd00:20:0:5::/80"), at(expired, "fd00:20:0:5::/112")}, "fd00:20:0:5::9", 80, "fd00:20::/48"},
+		{"active /96 inside expired /64", []maps.Ban{at(expired, "fd00:20:0:5::/64"), at(active, "fd00:20:0:5::/96")}, "fd00:20:0:5::9", 80, "fd00:20:0:5::/96"},
+		{"/96 does not cover a neighbour /96", []maps.Ban{at(active, "fd00:20:0:5::/96")}, "fd00:20:0:5::1:0:9", 80, ""},
+		{"expired exact inside active /96", []maps.Ban{at(active, "fd00:20:0:5::/96"), at(expired, "fd00:20:0:5::9/128")}, "fd00:20:0:5::9", 80, "fd00:20:0:5::/96"},
 		{"seven inactive levels above an active /8", []maps.Ban{
 			at(active, "198.0.0.0/8"), at(expired, "198.18.0.0/15"), at(future, "198.18.0.0/16"), at(expired, "198.18.0.0/18"),
 			at(mail, "198.18.0.0/20"), at(expired, "198.18.4.0/22"), at(future, "198.18.5.0/24"), at(expired, "198.18.5.0/28"),
@@ -157,7 +165,9 @@ func TestAllowlistWinsOverBans(t *testing.T) {
 		{"inside an allowed /64, under a /16 ban", "fd00:21::77", "fd00::/16", true},
 		{"another /64 under the /16 ban", "fd00:21:0:1::77", "fd00::/16", false},
 		{"allowed exactly, under the /16 ban", "fd00:22::5", "fd00::/16", true},
-		{"neighbour of an exact allow, banned exactly", "fd00:22::6", "fd00:22::6/128", false},
+		// IPv6 prefixes are looked up before exact bans (IPv6 sources are
+		// banned per /64), so the /16 counts the hit.
+		{"neighbour of an exact allow, banned exactly and by the /16", "fd00:22::6", "fd00::/16", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -358,4 +368,25 @@ func TestReplacingABanTakesEffect(t *testing.T) {
 	}
 	d.ban(maps.Ban{Prefix: host(src), Scope: maps.ScopeAll, Expires: time.Now().Add(-time.Second)})
 	d.expect("replaced by an expired ban", syn(src, 25), xdpPass, maps.Counters{Passed: 1, SynMX: 1})
+}
+
+// The kernel checks bans against the coarse monotonic clock plus the boot
+// offset userspace writes. A stale offset (after a suspend with no
+// userspace running) may only make bans last longer, never shorter.
+func TestStaleBootOffsetEndsBansLateNeverEarly(t *testing.T) {
+	d := loadDatapath(t, 4096)
+	d.noRateLimits()
+	src := addr("198.18.60.1")
+	d.ban(maps.Ban{Prefix: host(src), Scope: maps.ScopeAll, Expires: time.Now().Add(time.Hour)})
+	d.expect("with the offset", syn(src, 80), xdpDrop, maps.Counters{DroppedBan: 1})
+	if err := d.pinned(bpf.MapConfig).Update(bpf.ConfigBootOffset, uint64(0), ebpf.UpdateAny); err != nil {
+		t.Fatal(err)
+	}
+	d.expect("offset lost", syn(src, 80), xdpDrop, maps.Counters{DroppedBan: 1})
+
+	// A ban that ended a moment ago by the boot clock is over with the
+	// offset in place.
+	gone := addr("198.18.60.2")
+	d.ban(maps.Ban{Prefix: host(gone), Scope: maps.ScopeAll, Expires: time.Now().Add(-50 * time.Millisecond)})
+	d.expect("ended", syn(gone, 80), xdpPass, maps.Counters{Passed: 1})
 }

@@ -15,6 +15,8 @@ type (
 	LPMKey = portcullisPcLpmKey
 	// LPM4Key is the key of the IPv4 prefix ban trie.
 	LPM4Key = portcullisPcLpm4Key
+	// LPM6Key is the key of the IPv6 prefix ban trie for /0 to /64.
+	LPM6Key = portcullisPcLpm6Key
 	// Ban is the value of a ban, exact or prefix.
 	Ban = portcullisPcBan
 	// Source is the per-source rate-limit and SYN state.
@@ -27,11 +29,13 @@ const (
 	MapBans        = portcullisMapBans
 	MapPrefixBans4 = portcullisMapPrefixBans4
 	MapPrefixBans6 = portcullisMapPrefixBans6
-	MapAllowlist   = portcullisMapAllowlist
-	MapPorts       = portcullisMapPorts
-	MapConfig      = portcullisMapConfig
-	MapCounters    = portcullisMapCounters
-	MapSources     = portcullisMapSources
+	// MapPrefixBans6L holds IPv6 prefix bans from /65 to /127.
+	MapPrefixBans6L = portcullisMapPrefixBans6l
+	MapAllowlist    = portcullisMapAllowlist
+	MapPorts        = portcullisMapPorts
+	MapConfig       = portcullisMapConfig
+	MapCounters     = portcullisMapCounters
+	MapSources      = portcullisMapSources
 )
 
 // Port classes (enum pc_class).
@@ -49,13 +53,15 @@ const (
 
 // Config indexes (enum pc_config).
 const (
-	ConfigHaveExact   uint32 = 0
-	ConfigHavePrefix4 uint32 = 1
-	ConfigHaveAllow   uint32 = 2
-	ConfigHaveGeo     uint32 = 3
-	ConfigHavePrefix6 uint32 = 4
-	ConfigInterval    uint32 = 8  // + class
-	ConfigTolerance   uint32 = 12 // + class
+	ConfigHaveExact    uint32 = 0
+	ConfigHavePrefix4  uint32 = 1
+	ConfigHaveAllow    uint32 = 2
+	ConfigHaveGeo      uint32 = 3
+	ConfigHavePrefix6  uint32 = 4
+	ConfigBootOffset   uint32 = 5 // CLOCK_BOOTTIME - CLOCK_MONOTONIC, ns
+	ConfigHavePrefix6L uint32 = 6
+	ConfigInterval     uint32 = 8  // + class
+	ConfigTolerance    uint32 = 12 // + class
 )
 
 // Counter indexes (enum pc_counter).

@@ -17,7 +17,7 @@ import (
 func (d *datapath) snapshot() string {
 	d.tb.Helper()
 	var b strings.Builder
-	for _, name := range []string{bpf.MapCounters, bpf.MapSources, bpf.MapBans, bpf.MapPrefixBans4, bpf.MapPrefixBans6} {
+	for _, name := range []string{bpf.MapCounters, bpf.MapSources, bpf.MapBans, bpf.MapPrefixBans4, bpf.MapPrefixBans6, bpf.MapPrefixBans6L} {
 		m := d.pinned(name)
 		var rows []string
 		if name == bpf.MapCounters {

@@ -30,7 +30,9 @@ enum pc_config {
 	PC_CFG_HAVE_PREFIX4 = 1, /* nonzero: the IPv4 prefix ban trie may hold entries */
 	PC_CFG_HAVE_ALLOW = 2,  /* nonzero: the allowlist may hold entries */
 	PC_CFG_HAVE_GEO = 3,    /* reserved for geo policy */
-	PC_CFG_HAVE_PREFIX6 = 4, /* nonzero: the IPv6 prefix ban trie may hold entries */
+	PC_CFG_HAVE_PREFIX6 = 4, /* nonzero: the IPv6 prefix ban trie (/0 to /64) may hold entries */
+	PC_CFG_BOOT_OFFSET = 5,  /* CLOCK_BOOTTIME - CLOCK_MONOTONIC in ns, kept current by userspace */
+	PC_CFG_HAVE_PREFIX6L = 6, /* nonzero: the long IPv6 prefix ban trie (/65 to /127) may hold entries */
 	PC_CFG_INTERVAL = 8,    /* + class: ns per token, 0 = no rate limit */
 	PC_CFG_TOLERANCE = 12,  /* + class: burst * interval in ns */
 	PC_CFG_MAX = 64,
@@ -62,6 +64,13 @@ struct pc_addr {
 struct pc_lpm_key {
 	__u32 prefixlen;
 	__u32 a[4];
+};
+
+/* Key of the IPv6 prefix ban trie for /0 to /64, the common case (a /64 is
+ * one host's network, a /48 one site's): half the key of the full form. */
+struct pc_lpm6_key {
+	__u32 prefixlen;
+	__u32 a[2];
 };
 
 /* Key of the IPv4 prefix ban trie. IPv4 prefix bans have a trie of their

@@ -36,6 +36,12 @@ type portcullisPcLpm4Key struct {
 	Addr      uint32
 }
 
+type portcullisPcLpm6Key struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	A         [2]uint32
+}
+
 type portcullisPcLpmKey struct {
 	_         structs.HostLayout
 	Prefixlen uint32
@@ -54,15 +60,16 @@ type portcullisPcSource struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	portcullisMapAllowlist   = "allowlist"
-	portcullisMapBans        = "bans"
-	portcullisMapConfig      = "config"
-	portcullisMapCounters    = "counters"
-	portcullisMapPorts       = "ports"
-	portcullisMapPrefixBans4 = "prefix_bans4"
-	portcullisMapPrefixBans6 = "prefix_bans6"
-	portcullisMapSources     = "sources"
-	portcullisProgPortcullis = "portcullis"
+	portcullisMapAllowlist    = "allowlist"
+	portcullisMapBans         = "bans"
+	portcullisMapConfig       = "config"
+	portcullisMapCounters     = "counters"
+	portcullisMapPorts        = "ports"
+	portcullisMapPrefixBans4  = "prefix_bans4"
+	portcullisMapPrefixBans6  = "prefix_bans6"
+	portcullisMapPrefixBans6l = "prefix_bans6l"
+	portcullisMapSources      = "sources"
+	portcullisProgPortcullis  = "portcullis"
 )
 
 // loadPortcullis returns the embedded CollectionSpec for portcullis.
@@ -114,14 +121,15 @@ type portcullisProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type portcullisMapSpecs struct {
-	Allowlist   *ebpf.MapSpec `ebpf:"allowlist"`
-	Bans        *ebpf.MapSpec `ebpf:"bans"`
-	Config      *ebpf.MapSpec `ebpf:"config"`
-	Counters    *ebpf.MapSpec `ebpf:"counters"`
-	Ports       *ebpf.MapSpec `ebpf:"ports"`
-	PrefixBans4 *ebpf.MapSpec `ebpf:"prefix_bans4"`
-	PrefixBans6 *ebpf.MapSpec `ebpf:"prefix_bans6"`
-	Sources     *ebpf.MapSpec `ebpf:"sources"`
+	Allowlist    *ebpf.MapSpec `ebpf:"allowlist"`
+	Bans         *ebpf.MapSpec `ebpf:"bans"`
+	Config       *ebpf.MapSpec `ebpf:"config"`
+	Counters     *ebpf.MapSpec `ebpf:"counters"`
+	Ports        *ebpf.MapSpec `ebpf:"ports"`
+	PrefixBans4  *ebpf.MapSpec `ebpf:"prefix_bans4"`
+	PrefixBans6  *ebpf.MapSpec `ebpf:"prefix_bans6"`
+	PrefixBans6l *ebpf.MapSpec `ebpf:"prefix_bans6l"`
+	Sources      *ebpf.MapSpec `ebpf:"sources"`
 }
 
 // portcullisVariableSpecs contains global variables before they are loaded into the kernel.
@@ -150,14 +158,15 @@ func (o *portcullisObjects) Close() error {
 //
 // It can be passed to loadPortcullisObjects or ebpf.CollectionSpec.LoadAndAssign.
 type portcullisMaps struct {
-	Allowlist   *ebpf.Map `ebpf:"allowlist"`
-	Bans        *ebpf.Map `ebpf:"bans"`
-	Config      *ebpf.Map `ebpf:"config"`
-	Counters    *ebpf.Map `ebpf:"counters"`
-	Ports       *ebpf.Map `ebpf:"ports"`
-	PrefixBans4 *ebpf.Map `ebpf:"prefix_bans4"`
-	PrefixBans6 *ebpf.Map `ebpf:"prefix_bans6"`
-	Sources     *ebpf.Map `ebpf:"sources"`
+	Allowlist    *ebpf.Map `ebpf:"allowlist"`
+	Bans         *ebpf.Map `ebpf:"bans"`
+	Config       *ebpf.Map `ebpf:"config"`
+	Counters     *ebpf.Map `ebpf:"counters"`
+	Ports        *ebpf.Map `ebpf:"ports"`
+	PrefixBans4  *ebpf.Map `ebpf:"prefix_bans4"`
+	PrefixBans6  *ebpf.Map `ebpf:"prefix_bans6"`
+	PrefixBans6l *ebpf.Map `ebpf:"prefix_bans6l"`
+	Sources      *ebpf.Map `ebpf:"sources"`
 }
 
 func (m *portcullisMaps) Close() error {
@@ -169,6 +178,7 @@ func (m *portcullisMaps) Close() error {
 		m.Ports,
 		m.PrefixBans4,
 		m.PrefixBans6,
+		m.PrefixBans6l,
 		m.Sources,
 	)
 }

@@ -144,11 +144,12 @@ func newCollection(dir string, c Capacity, fresh bool) (*ebpf.Collection, error)
 		return nil, err
 	}
 	want := map[string]uint32{
-		bpf.MapBans:        c.Bans,
-		bpf.MapPrefixBans4: c.PrefixBans,
-		bpf.MapPrefixBans6: c.PrefixBans,
-		bpf.MapAllowlist:   c.Allowlist,
-		bpf.MapSources:     c.Sources,
+		bpf.MapBans:         c.Bans,
+		bpf.MapPrefixBans4:  c.PrefixBans,
+		bpf.MapPrefixBans6:  c.PrefixBans,
+		bpf.MapPrefixBans6L: c.PrefixBans,
+		bpf.MapAllowlist:    c.Allowlist,
+		bpf.MapSources:      c.Sources,
 	}
 	for name, ms := range spec.Maps {
 		if n := want[name]; n > 0 {
@@ -215,6 +216,12 @@ func open(opts Options) (*Datapath, error) {
 	}
 	m, err := maps.FromCollection(coll)
 	if err != nil {
+		prog.Close()
+		return nil, err
+	}
+	// After a suspend the offset is stale and bans would end late.
+	if err := m.SyncBootOffset(); err != nil {
+		m.Close()
 		prog.Close()
 		return nil, err
 	}

@@ -21,7 +21,7 @@ import (
 // os.ReadDir lists it.
 var pinnedNames = slices.Sorted(slices.Values([]string{
 	bpf.MapAllowlist, bpf.MapBans, bpf.MapConfig, bpf.MapCounters, bpf.MapPorts,
-	bpf.MapPrefixBans4, bpf.MapPrefixBans6, bpf.MapSources, "links", "portcullis",
+	bpf.MapPrefixBans4, bpf.MapPrefixBans6, bpf.MapPrefixBans6L, bpf.MapSources, "links", "portcullis",
 }))
 
 func TestLoadCreatesPinDirAtomically(t *testing.T) {

@@ -104,6 +104,19 @@ func lpm4Key(p netip.Prefix) bpf.LPM4Key {
 	return bpf.LPM4Key{Prefixlen: uint32(p.Bits()), Addr: binary.NativeEndian.Uint32(b[:])}
 }
 
+// lpm6Key is the short IPv6 trie's key for a normalized IPv6 prefix of at
+// most /64.
+func lpm6Key(p netip.Prefix) bpf.LPM6Key {
+	k := addrKey(p.Addr())
+	return bpf.LPM6Key{Prefixlen: uint32(p.Bits()), A: [2]uint32{k.A[0], k.A[1]}}
+}
+
+// keyPrefix6 is the inverse of lpm6Key.
+func keyPrefix6(k bpf.LPM6Key) netip.Prefix {
+	a := keyAddr(bpf.Addr{A: [4]uint32{k.A[0], k.A[1]}})
+	return netip.PrefixFrom(a, int(k.Prefixlen))
+}
+
 // keyPrefix4 is the inverse of lpm4Key.
 func keyPrefix4(k bpf.LPM4Key) netip.Prefix {
 	var b [4]byte

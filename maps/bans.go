@@ -13,6 +13,100 @@ import (
 	"github.com/portcullis-mail/portcullis/bpf"
 )
 
+// A ban lives in one of four kernel tables, by what it covers: one address
+// (hash map), an IPv4 prefix, an IPv6 prefix up to /64, or a longer IPv6
+// prefix (LPM tries). Each table is keyed in the form its lookups are
+// fastest with; banTable hides the differences.
+type banTable interface {
+	name() string
+	holds(p netip.Prefix) bool
+	add(p []netip.Prefix, v []bpf.Ban) error
+	del(p netip.Prefix) error
+	lookup(p netip.Prefix, v *bpf.Ban) error
+	each(fn func(netip.Prefix, bpf.Ban)) error
+	expire() ([]Ban, error)
+	clearIfEmpty(m *Maps) error
+	flagIndex() uint32
+	count() (int, error)
+	capacity() int
+}
+
+type table[K any] struct {
+	label  string
+	mp     *ebpf.Map
+	flag   uint32 // config index telling the datapath the table may hold entries
+	covers func(netip.Prefix) bool
+	key    func(netip.Prefix) K
+	prefix func(K) netip.Prefix
+}
+
+func (t *table[K]) name() string               { return t.label }
+func (t *table[K]) holds(p netip.Prefix) bool  { return t.covers(p) }
+func (t *table[K]) capacity() int              { return int(t.mp.MaxEntries()) }
+func (t *table[K]) clearIfEmpty(m *Maps) error { return m.clearPresentIfEmpty(t.flag, t.mp) }
+func (t *table[K]) lookup(p netip.Prefix, v *bpf.Ban) error {
+	k := t.key(p)
+	return t.mp.Lookup(&k, v)
+}
+
+func (t *table[K]) add(ps []netip.Prefix, vals []bpf.Ban) error {
+	keys := make([]K, len(ps))
+	for i, p := range ps {
+		keys[i] = t.key(p)
+	}
+	return batchUpdate(t.mp, keys, vals)
+}
+
+func (t *table[K]) del(p netip.Prefix) error {
+	k := t.key(p)
+	return t.mp.Delete(&k)
+}
+
+func (t *table[K]) each(fn func(netip.Prefix, bpf.Ban)) error {
+	return eachEntry(t.mp, func(k K, v bpf.Ban) { fn(t.prefix(k), v) })
+}
+
+func (t *table[K]) expire() ([]Ban, error) { return expire(t.mp, t.prefix) }
+func (t *table[K]) flagIndex() uint32      { return t.flag }
+func (t *table[K]) count() (int, error)    { return countOf[K, bpf.Ban](t.mp) }
+
+// banTables lists the tables; a prefix belongs to exactly one of them.
+func (m *Maps) banTables() []banTable {
+	return []banTable{
+		&table[bpf.Addr]{
+			label: "bans", mp: m.bans, flag: bpf.ConfigHaveExact,
+			covers: isSingle,
+			key:    func(p netip.Prefix) bpf.Addr { return addrKey(p.Addr()) },
+			prefix: func(k bpf.Addr) netip.Prefix { a := keyAddr(k); return netip.PrefixFrom(a, a.BitLen()) },
+		},
+		&table[bpf.LPM4Key]{
+			label: "prefix_bans4", mp: m.prefixBans4, flag: bpf.ConfigHavePrefix4,
+			covers: func(p netip.Prefix) bool { return p.Addr().Is4() && !isSingle(p) },
+			key:    lpm4Key, prefix: keyPrefix4,
+		},
+		&table[bpf.LPM6Key]{
+			label: "prefix_bans6", mp: m.prefixBans6, flag: bpf.ConfigHavePrefix6,
+			covers: func(p netip.Prefix) bool { return p.Addr().Is6() && p.Bits() <= 64 },
+			key:    lpm6Key, prefix: keyPrefix6,
+		},
+		&table[bpf.LPMKey]{
+			label: "prefix_bans6l", mp: m.prefixBans6L, flag: bpf.ConfigHavePrefix6L,
+			covers: func(p netip.Prefix) bool { return p.Addr().Is6() && p.Bits() > 64 && !isSingle(p) },
+			key:    lpmKey, prefix: keyPrefix,
+		},
+	}
+}
+
+// tableFor returns the table a normalized prefix belongs in.
+func (m *Maps) tableFor(p netip.Prefix) banTable {
+	for _, t := range m.banTables() {
+		if t.holds(p) {
+			return t
+		}
+	}
+	panic(fmt.Sprintf("no ban table holds %s", p)) // the tables cover every prefix
+}
+
 // banValue is the kernel's form of a ban. Hits start at zero.
 func banValue(b Ban) bpf.Ban {
 	v := bpf.Ban{
@@ -70,54 +164,36 @@ func checkBan(b *Ban) error {
 func (m *Maps) AddBan(b Ban) error { return m.AddBans([]Ban{b}) }
 
 // AddBans adds or replaces bans in as few syscalls as the kernel allows:
-// exact bans in one batch, prefix bans in another. A replaced ban's hit
+// one batch per table where the map type has batches. A replaced ban's hit
 // count starts again from zero. Nothing is written if any ban is invalid.
 func (m *Maps) AddBans(bans []Ban) error {
-	var (
-		exactKeys []bpf.Addr
-		exactVals []bpf.Ban
-		keys4     []bpf.LPM4Key
-		vals4     []bpf.Ban
-		keys6     []bpf.LPMKey
-		vals6     []bpf.Ban
-	)
+	tables := m.banTables()
+	prefixes := make([][]netip.Prefix, len(tables))
+	values := make([][]bpf.Ban, len(tables))
 	for i := range bans {
 		b := bans[i]
 		if err := checkBan(&b); err != nil {
 			return err
 		}
-		if isSingle(b.Prefix) {
-			exactKeys = append(exactKeys, addrKey(b.Prefix.Addr()))
-			exactVals = append(exactVals, banValue(b))
-		} else if b.Prefix.Addr().Is4() {
-			keys4 = append(keys4, lpm4Key(b.Prefix))
-			vals4 = append(vals4, banValue(b))
-		} else {
-			keys6 = append(keys6, lpmKey(b.Prefix))
-			vals6 = append(vals6, banValue(b))
+		for j, t := range tables {
+			if t.holds(b.Prefix) {
+				prefixes[j] = append(prefixes[j], b.Prefix)
+				values[j] = append(values[j], banValue(b))
+				break
+			}
 		}
 	}
-	if len(exactKeys) > 0 {
-		if err := batchUpdate(m.bans, exactKeys, exactVals); err != nil {
-			return fmt.Errorf("add bans: %w", err)
-		}
-		if err := m.setPresent(bpf.ConfigHaveExact); err != nil {
-			return err
-		}
+	if err := m.SyncBootOffset(); err != nil {
+		return err
 	}
-	if len(keys4) > 0 {
-		if err := batchUpdate(m.prefixBans4, keys4, vals4); err != nil {
-			return fmt.Errorf("add prefix bans: %w", err)
+	for j, t := range tables {
+		if len(prefixes[j]) == 0 {
+			continue
 		}
-		if err := m.setPresent(bpf.ConfigHavePrefix4); err != nil {
-			return err
+		if err := t.add(prefixes[j], values[j]); err != nil {
+			return fmt.Errorf("add bans to %s: %w", t.name(), err)
 		}
-	}
-	if len(keys6) > 0 {
-		if err := batchUpdate(m.prefixBans6, keys6, vals6); err != nil {
-			return fmt.Errorf("add prefix bans: %w", err)
-		}
-		if err := m.setPresent(bpf.ConfigHavePrefix6); err != nil {
+		if err := m.setPresent(t.flagIndex()); err != nil {
 			return err
 		}
 	}
@@ -161,32 +237,14 @@ func (m *Maps) DeleteBan(p netip.Prefix) error {
 	if err != nil {
 		return err
 	}
-	if isSingle(p) {
-		k := addrKey(p.Addr())
-		if err := m.bans.Delete(&k); err != nil {
-			return notFound(p, err)
+	t := m.tableFor(p)
+	if err := t.del(p); err != nil {
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("%s: %w", p, ErrNotFound)
 		}
-		return m.clearPresentIfEmpty(bpf.ConfigHaveExact, m.bans)
+		return fmt.Errorf("delete %s: %w", p, err)
 	}
-	if p.Addr().Is4() {
-		k := lpm4Key(p)
-		if err := m.prefixBans4.Delete(&k); err != nil {
-			return notFound(p, err)
-		}
-		return m.clearPresentIfEmpty(bpf.ConfigHavePrefix4, m.prefixBans4)
-	}
-	k := lpmKey(p)
-	if err := m.prefixBans6.Delete(&k); err != nil {
-		return notFound(p, err)
-	}
-	return m.clearPresentIfEmpty(bpf.ConfigHavePrefix6, m.prefixBans6)
-}
-
-func notFound(p netip.Prefix, err error) error {
-	if errors.Is(err, ebpf.ErrKeyNotExist) {
-		return fmt.Errorf("%s: %w", p, ErrNotFound)
-	}
-	return fmt.Errorf("delete %s: %w", p, err)
+	return t.clearIfEmpty(m)
 }
 
 // LookupBan returns the ban of exactly this address or prefix.
@@ -196,16 +254,7 @@ func (m *Maps) LookupBan(p netip.Prefix) (Ban, error) {
 		return Ban{}, err
 	}
 	var v bpf.Ban
-	if isSingle(p) {
-		k := addrKey(p.Addr())
-		err = m.bans.Lookup(&k, &v)
-	} else if p.Addr().Is4() {
-		k := lpm4Key(p)
-		err = m.prefixBans4.Lookup(&k, &v)
-	} else {
-		k := lpmKey(p)
-		err = m.prefixBans6.Lookup(&k, &v)
-	}
+	err = m.tableFor(p).lookup(p, &v)
 	if errors.Is(err, ebpf.ErrKeyNotExist) {
 		return Ban{}, fmt.Errorf("%s: %w", p, ErrNotFound)
 	}
@@ -219,24 +268,10 @@ func (m *Maps) LookupBan(p netip.Prefix) (Ban, error) {
 // included, sorted by prefix.
 func (m *Maps) Bans() ([]Ban, error) {
 	var out []Ban
-	err := eachEntry(m.bans, func(k bpf.Addr, v bpf.Ban) {
-		a := keyAddr(k)
-		out = append(out, fromValue(netip.PrefixFrom(a, a.BitLen()), v))
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list bans: %w", err)
-	}
-	err = eachEntry(m.prefixBans4, func(k bpf.LPM4Key, v bpf.Ban) {
-		out = append(out, fromValue(keyPrefix4(k), v))
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list prefix bans: %w", err)
-	}
-	err = eachEntry(m.prefixBans6, func(k bpf.LPMKey, v bpf.Ban) {
-		out = append(out, fromValue(keyPrefix(k), v))
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list prefix bans: %w", err)
+	for _, t := range m.banTables() {
+		if err := t.each(func(p netip.Prefix, v bpf.Ban) { out = append(out, fromValue(p, v)) }); err != nil {
+			return nil, fmt.Errorf("list %s: %w", t.name(), err)
+		}
 	}
 	sort.Slice(out, func(i, j int) bool {
 		a, b := out[i].Prefix, out[j].Prefix
@@ -283,27 +318,17 @@ func eachEntry[K, V any](mp *ebpf.Map, fn func(K, V)) error {
 // ExpireBans deletes bans that have ended and returns them. The kernel
 // already ignores them; this only frees their room.
 func (m *Maps) ExpireBans() ([]Ban, error) {
-	gone, err := expire(m.bans, func(k bpf.Addr) netip.Prefix {
-		a := keyAddr(k)
-		return netip.PrefixFrom(a, a.BitLen())
-	})
-	if err != nil {
-		return gone, fmt.Errorf("expire bans: %w", err)
+	var gone []Ban
+	var errs []error
+	for _, t := range m.banTables() {
+		g, err := t.expire()
+		gone = append(gone, g...)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("expire %s: %w", t.name(), err))
+		}
+		errs = append(errs, t.clearIfEmpty(m))
 	}
-	gone4, err := expire(m.prefixBans4, keyPrefix4)
-	gone = append(gone, gone4...)
-	if err != nil {
-		return gone, fmt.Errorf("expire prefix bans: %w", err)
-	}
-	gone6, err := expire(m.prefixBans6, keyPrefix)
-	gone = append(gone, gone6...)
-	if err != nil {
-		return gone, fmt.Errorf("expire prefix bans: %w", err)
-	}
-	return gone, errors.Join(
-		m.clearPresentIfEmpty(bpf.ConfigHaveExact, m.bans),
-		m.clearPresentIfEmpty(bpf.ConfigHavePrefix4, m.prefixBans4),
-		m.clearPresentIfEmpty(bpf.ConfigHavePrefix6, m.prefixBans6))
+	return gone, errors.Join(errs...)
 }
 
 func expire[K any](mp *ebpf.Map, prefix func(K) netip.Prefix) ([]Ban, error) {

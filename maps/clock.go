@@ -1,9 +1,14 @@
 package maps
 
 import (
+	"fmt"
 	"time"
 
+	"github.com/cilium/ebpf"
+
 	"golang.org/x/sys/unix"
+
+	"github.com/portcullis-mail/portcullis/bpf"
 )
 
 // The kernel times bans on the boot clock, which keeps counting through
@@ -37,4 +42,23 @@ func fromBoot(ns uint64) time.Time {
 		return time.Time{}
 	}
 	return time.Now().Add(time.Duration(ns) - bootNow()).Round(time.Millisecond)
+}
+
+// SyncBootOffset tells the datapath how far the boot clock is ahead of the
+// monotonic one. The kernel checks bans against the cheap coarse monotonic
+// clock plus this offset; it changes only across a suspend, so writing it
+// whenever bans are added (and periodically from the daemon) keeps ban
+// times exact to a tick.
+func (m *Maps) SyncBootOffset() error {
+	var boot, mono unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &mono)
+	_ = unix.ClockGettime(unix.CLOCK_BOOTTIME, &boot)
+	off := uint64(0)
+	if d := boot.Nano() - mono.Nano(); d > 0 {
+		off = uint64(d)
+	}
+	if err := m.config.Update(bpf.ConfigBootOffset, off, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("set boot clock offset: %w", err)
+	}
+	return nil
 }

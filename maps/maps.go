@@ -29,14 +29,15 @@ var ErrNotFound = errors.New("no such entry")
 
 // Maps is the set of the datapath's maps.
 type Maps struct {
-	bans        *ebpf.Map
-	prefixBans4 *ebpf.Map
-	prefixBans6 *ebpf.Map
-	allow       *ebpf.Map
-	ports       *ebpf.Map
-	config      *ebpf.Map
-	counters    *ebpf.Map
-	sources     *ebpf.Map
+	bans         *ebpf.Map
+	prefixBans4  *ebpf.Map
+	prefixBans6  *ebpf.Map
+	prefixBans6L *ebpf.Map
+	allow        *ebpf.Map
+	ports        *ebpf.Map
+	config       *ebpf.Map
+	counters     *ebpf.Map
+	sources      *ebpf.Map
 }
 
 // names lists each map with the field that holds it.
@@ -51,6 +52,7 @@ func (m *Maps) fields() []struct {
 		{bpf.MapBans, &m.bans},
 		{bpf.MapPrefixBans4, &m.prefixBans4},
 		{bpf.MapPrefixBans6, &m.prefixBans6},
+		{bpf.MapPrefixBans6L, &m.prefixBans6L},
 		{bpf.MapAllowlist, &m.allow},
 		{bpf.MapPorts, &m.ports},
 		{bpf.MapConfig, &m.config},
@@ -163,33 +165,23 @@ func isEmpty(mp *ebpf.Map) bool {
 // Fill reports how full the maps with a capacity are.
 func (m *Maps) Fill() ([]Fill, error) {
 	var out []Fill
-	add := func(name string, mp *ebpf.Map, n int, err error) error {
+	for _, t := range m.banTables() {
+		n, err := t.count()
 		if err != nil {
-			return fmt.Errorf("count %s: %w", name, err)
+			return nil, fmt.Errorf("count %s: %w", t.name(), err)
 		}
-		out = append(out, Fill{Name: name, Entries: n, Capacity: int(mp.MaxEntries())})
-		return nil
+		out = append(out, Fill{Name: t.name(), Entries: n, Capacity: t.capacity()})
 	}
-	n, err := countOf[bpf.Addr, bpf.Ban](m.bans)
-	if err := add("bans", m.bans, n, err); err != nil {
-		return nil, err
+	n, err := countOf[bpf.LPMKey, uint64](m.allow)
+	if err != nil {
+		return nil, fmt.Errorf("count allowlist: %w", err)
 	}
-	n, err = countOf[bpf.LPM4Key, bpf.Ban](m.prefixBans4)
-	if err := add("prefix_bans4", m.prefixBans4, n, err); err != nil {
-		return nil, err
-	}
-	n, err = countOf[bpf.LPMKey, bpf.Ban](m.prefixBans6)
-	if err := add("prefix_bans6", m.prefixBans6, n, err); err != nil {
-		return nil, err
-	}
-	n, err = countOf[bpf.LPMKey, uint64](m.allow)
-	if err := add("allowlist", m.allow, n, err); err != nil {
-		return nil, err
-	}
+	out = append(out, Fill{Name: "allowlist", Entries: n, Capacity: int(m.allow.MaxEntries())})
 	n, err = countOf[bpf.Addr, bpf.Source](m.sources)
-	if err := add("sources", m.sources, n, err); err != nil {
-		return nil, err
+	if err != nil {
+		return nil, fmt.Errorf("count sources: %w", err)
 	}
+	out = append(out, Fill{Name: "sources", Entries: n, Capacity: int(m.sources.MaxEntries())})
 	return out, nil
 }
 
