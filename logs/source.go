@@ -98,7 +98,9 @@ func (b *lineBuffer) next() (line []byte, raw int64, ok bool) {
 	data := b.buf[b.start:b.end]
 	i := bytes.IndexByte(data, '\n')
 	if i < 0 {
-		if len(data) > b.maxLen {
+		// One byte more than maxLen may be the CR of a CRLF whose LF is
+		// still to come.
+		if len(data) > b.maxLen+1 {
 			// No end in sight: keep the head, drop the rest as it comes.
 			b.cutting = true
 			b.dropped = int64(len(data) - b.maxLen)

@@ -90,6 +90,17 @@ func (c *collector) waitLines(t *testing.T, n int) {
 	}
 }
 
+// waitStarted waits for the first batch, which a file source hands over
+// before reading: where it starts is settled then.
+func (c *collector) waitStarted(t *testing.T) {
+	t.Helper()
+	waitFor(t, "the first batch", 10*time.Second, func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.batches > 0
+	})
+}
+
 // running is a source started by start; stop ends it and returns Run's error.
 type running struct {
 	cancel context.CancelFunc
