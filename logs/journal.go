@@ -10,8 +10,10 @@ import (
 	"io"
 	"log/slog"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -42,10 +44,11 @@ type JournalConfig struct {
 	// Directory reads the journal files in one directory instead of the
 	// system journal (journalctl --directory); it is followed as it grows.
 	Directory string
-	// Files reads these journal files (journalctl --file; globs allowed).
-	// journalctl 252 cannot follow explicit files ("Failed to get journal
-	// fd: Destination address required": it sets up no inotify for them),
-	// so they are read again from the last cursor every PollInterval.
+	// Files reads these journal files (journalctl --file; globs allowed),
+	// followed as they grow. They are made absolute: journalctl 252 follows a
+	// file by watching its directory and fails on a bare name ("Failed to
+	// get journal fd: Destination address required", the error systemd's
+	// path_extract_directory gives for a path without a directory).
 	Files []string
 	// Identifiers are the SYSLOG_IDENTIFIER values to keep; one ending in
 	// "*" matches every identifier that starts with what precedes the "*".
@@ -61,9 +64,8 @@ type JournalConfig struct {
 	FromStart bool
 	// MaxLineLen cuts longer messages; zero means DefaultMaxLineLen.
 	MaxLineLen int
-	// PollInterval is how often Files are read again, and how long to wait
-	// before running journalctl again after it failed. Zero means
-	// DefaultPollInterval.
+	// PollInterval is how long to wait before running journalctl again
+	// after it ended. Zero means DefaultPollInterval.
 	PollInterval time.Duration
 	// Logger receives restarts and errors; nil means slog.Default().
 	Logger *slog.Logger
@@ -77,6 +79,19 @@ type JournalSource struct {
 	exact  map[string]bool
 	prefix []string
 	log    *slog.Logger
+
+	cut, restarts atomic.Int64
+}
+
+// JournalStats counts what a JournalSource met while following.
+type JournalStats struct {
+	LinesCut int64 // messages longer than MaxLineLen, cut
+	Restarts int64 // times journalctl ended and was run again
+}
+
+// Stats returns the counts so far; it may be called while Run runs.
+func (s *JournalSource) Stats() JournalStats {
+	return JournalStats{LinesCut: s.cut.Load(), Restarts: s.restarts.Load()}
 }
 
 // NewJournalSource checks cfg and returns a source for it.
@@ -84,6 +99,15 @@ func NewJournalSource(cfg JournalConfig) (*JournalSource, error) {
 	if cfg.Directory != "" && len(cfg.Files) > 0 {
 		return nil, errors.New("journal source: both a directory and files")
 	}
+	files := make([]string, len(cfg.Files))
+	for i, f := range cfg.Files {
+		abs, err := filepath.Abs(f)
+		if err != nil {
+			return nil, fmt.Errorf("journal source: file %s: %w", f, err)
+		}
+		files[i] = abs
+	}
+	cfg.Files = files
 	if cfg.Name == "" {
 		cfg.Name = "journal"
 	}
@@ -162,10 +186,9 @@ func (s *JournalSource) Run(ctx context.Context, handle func(Batch) error) error
 	if err != nil {
 		return err
 	}
-	follow := len(s.cfg.Files) == 0
 	r := journalReader{src: s, handle: handle, cursor: cursor}
 	for {
-		err := r.run(ctx, follow)
+		err := r.run(ctx)
 		var ce errConsumer
 		if errors.As(err, &ce) {
 			return ce.err
@@ -173,9 +196,10 @@ func (s *JournalSource) Run(ctx context.Context, handle func(Batch) error) error
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		s.restarts.Add(1)
 		if err != nil {
 			s.log.Warn("journalctl", "err", err)
-		} else if follow {
+		} else {
 			s.log.Warn("journalctl ended; running it again")
 		}
 		select {
@@ -248,7 +272,6 @@ type journalReader struct {
 	lines  []Line
 	arena  []byte            // the batch's message texts
 	idents map[string]string // interned identifiers: few, repeated often
-	cut    int64
 }
 
 // maxBatch bounds the entries in one batch; journalctl writes entry by entry,
@@ -256,9 +279,9 @@ type journalReader struct {
 const maxBatch = 4096
 
 // run runs journalctl once, to its end or ctx's.
-func (r *journalReader) run(ctx context.Context, follow bool) error {
+func (r *journalReader) run(ctx context.Context) error {
 	s := r.src
-	cmd := s.command(ctx, s.args(r.cursor, follow))
+	cmd := s.command(ctx, s.args(r.cursor, true))
 	var stderr bytes.Buffer
 	cmd.Stderr = &limitedWriter{w: &stderr, n: 4096}
 	out, err := cmd.StdoutPipe()
@@ -347,7 +370,7 @@ func (r *journalReader) add(line []byte) (string, error) {
 	}
 	if len(msg) > r.src.cfg.MaxLineLen {
 		msg = msg[:r.src.cfg.MaxLineLen]
-		r.cut++
+		r.src.cut.Add(1)
 	}
 	var t time.Time
 	if us, err := strconv.ParseInt(e.Realtime, 10, 64); err == nil {

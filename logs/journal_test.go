@@ -200,17 +200,25 @@ func TestJournalRedeliversWhatTheConsumerDidNotAccept(t *testing.T) {
 	checkSequence(t, numbered(t, append(c.got(), c2.got()...)), 0, 20)
 }
 
-func TestJournalFilesArePolled(t *testing.T) {
+func TestJournalFollowsAFileGivenByRelativeName(t *testing.T) {
 	needJournalTools(t)
 	dir := t.TempDir()
 	journal := filepath.Join(dir, "remote.journal")
 	appendJournal(t, journal, 0, numberedEntries(0, 10))
+	// A bare file name, as journalctl 252 cannot follow it.
+	t.Chdir(dir)
 	c := &collector{}
-	start(t, newJournalSource(t, JournalConfig{Files: []string{journal}, FromStart: true}), c)
+	src := newJournalSource(t, JournalConfig{Files: []string{"remote.journal"}, FromStart: true})
+	start(t, src, c)
 	c.waitLines(t, 10)
 	appendJournal(t, journal, 10, numberedEntries(10, 10))
 	c.waitLines(t, 20)
 	checkSequence(t, numbered(t, c.got()), 0, 20)
+	// Run again from the cursor, journalctl would also get the appended
+	// entries; following means it never had to be.
+	if n := src.Stats().Restarts; n != 0 {
+		t.Errorf("journalctl was run again %d times: it did not follow", n)
+	}
 }
 
 func TestJournalCutsLongMessages(t *testing.T) {
@@ -221,10 +229,14 @@ func TestJournalCutsLongMessages(t *testing.T) {
 		{ident: "dovecot", message: []byte("short")},
 	})
 	c := &collector{}
-	start(t, newJournalSource(t, JournalConfig{Directory: dir, FromStart: true, MaxLineLen: 100}), c)
+	src := newJournalSource(t, JournalConfig{Directory: dir, FromStart: true, MaxLineLen: 100})
+	start(t, src, c)
 	c.waitLines(t, 2)
 	if got := c.got(); len(got[0].Text) != 100 || string(got[1].Text) != "short" {
 		t.Fatalf("lines = %q", c.texts())
+	}
+	if n := src.Stats().LinesCut; n != 1 {
+		t.Errorf("lines cut = %d, want 1", n)
 	}
 }
 
