@@ -428,6 +428,10 @@ func fieldBytes(raw json.RawMessage) ([]byte, error) {
 	}
 	switch raw[0] {
 	case '"':
+		// Most messages need no unescaping: take them as they are.
+		if n := len(raw); n >= 2 && raw[n-1] == '"' && bytes.IndexByte(raw[1:n-1], '\\') < 0 {
+			return raw[1 : n-1], nil
+		}
 		var s string
 		if err := json.Unmarshal(raw, &s); err != nil {
 			return nil, err

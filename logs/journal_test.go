@@ -2,6 +2,7 @@ package logs
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -262,9 +263,54 @@ func TestJournalFieldBytes(t *testing.T) {
 			}
 		})
 	}
-	for _, bad := range []string{`{}`, `[300]`, `[-1]`, `"unterminated`} {
+	for _, bad := range []string{`{}`, `[300]`, `[-1]`, `"unterminated`, `"`} {
 		if _, err := fieldBytes([]byte(bad)); err == nil {
 			t.Errorf("fieldBytes(%s) accepted it", bad)
 		}
 	}
+}
+
+// BenchmarkJournal reads 100,000 entries of a real journal file through
+// journalctl, for the journal source's throughput (journalctl's own JSON
+// output is most of the cost).
+func BenchmarkJournal(b *testing.B) {
+	if _, err := exec.LookPath("journalctl"); err != nil {
+		b.Skip("journalctl not installed")
+	}
+	if _, err := os.Stat(journalRemote); err != nil {
+		b.Skip("systemd-journal-remote not installed")
+	}
+	const total = 100_000
+	dir := b.TempDir()
+	var in bytes.Buffer
+	for i, e := range numberedEntries(0, total) {
+		fmt.Fprintf(&in, "__REALTIME_TIMESTAMP=%d\n__MONOTONIC_TIMESTAMP=%d\n_BOOT_ID=6c1f3a5e0b9d4c2a8e7f1d3b5a9c0e2f\nSYSLOG_IDENTIFIER=%s\nMESSAGE=%s\n\n",
+			exportTime.Add(time.Duration(i)*time.Millisecond).UnixMicro(), 1000000+i, e.ident, e.message)
+	}
+	cmd := exec.Command(journalRemote, "--output="+filepath.Join(dir, "remote.journal"), "-")
+	cmd.Stdin = &in
+	if out, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("systemd-journal-remote: %v: %s", err, out)
+	}
+	b.ResetTimer()
+	for range b.N {
+		src, err := NewJournalSource(JournalConfig{Directory: dir, FromStart: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		n := 0
+		src.Run(ctx, func(batch Batch) error {
+			n += len(batch.Lines)
+			if n >= total {
+				cancel()
+			}
+			return nil
+		})
+		cancel()
+		if n != total {
+			b.Fatalf("read %d entries, want %d", n, total)
+		}
+	}
+	b.ReportMetric(float64(total*b.N)/b.Elapsed().Seconds(), "lines/s")
 }
