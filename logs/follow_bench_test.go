@@ -70,21 +70,27 @@ func BenchmarkFollow(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		var n int
-		err = src.Run(ctx, func(batch Batch) error {
-			n += len(batch.Lines)
-			if n >= total {
-				cancel()
-			}
-			return nil
-		})
-		cancel()
-		if n != total {
-			b.Fatalf("read %d lines, want %d (Run: %v)", n, total, err)
-		}
+		readAll(b, src, total)
 	}
 	b.ReportMetric(float64(total*b.N)/b.Elapsed().Seconds(), "lines/s")
+}
+
+// readAll runs src until it has handed over total lines.
+func readAll(b *testing.B, src Source, total int) {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var n int
+	err := src.Run(ctx, func(batch Batch) error {
+		n += len(batch.Lines)
+		if n >= total {
+			cancel()
+		}
+		return nil
+	})
+	if n != total {
+		b.Fatalf("read %d lines, want %d (Run: %v)", n, total, err)
+	}
 }
 
 // heapInUse is the heap in use after a collection.

@@ -2,7 +2,6 @@ package logs
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -298,19 +297,7 @@ func BenchmarkJournal(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		n := 0
-		src.Run(ctx, func(batch Batch) error {
-			n += len(batch.Lines)
-			if n >= total {
-				cancel()
-			}
-			return nil
-		})
-		cancel()
-		if n != total {
-			b.Fatalf("read %d entries, want %d", n, total)
-		}
+		readAll(b, src, total)
 	}
 	b.ReportMetric(float64(total*b.N)/b.Elapsed().Seconds(), "lines/s")
 }
