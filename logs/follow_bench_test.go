@@ -12,9 +12,9 @@ import (
 	"time"
 )
 
-// sampleLines writes n lines in the shapes a busy mail server logs, with
+// writeMailLog writes n lines in the shapes a busy mail server logs, with
 // addresses from 198.18.0.0/15, to w.
-func sampleLines(w *bufio.Writer, from, n int) error {
+func writeMailLog(w *bufio.Writer, from, n int) error {
 	for i := from; i < from+n; i++ {
 		a, b := byte(i>>8), byte(i)
 		ts := time.Date(2026, 12, 4, 0, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Millisecond).Format(time.Stamp)
@@ -38,14 +38,14 @@ func sampleLines(w *bufio.Writer, from, n int) error {
 	return w.Flush()
 }
 
-func appendSample(tb testing.TB, path string, from, n int) {
+func appendMailLog(tb testing.TB, path string, from, n int) {
 	tb.Helper()
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	defer f.Close()
-	if err := sampleLines(bufio.NewWriterSize(f, 1<<20), from, n); err != nil {
+	if err := writeMailLog(bufio.NewWriterSize(f, 1<<20), from, n); err != nil {
 		tb.Fatal(err)
 	}
 }
@@ -56,7 +56,7 @@ func appendSample(tb testing.TB, path string, from, n int) {
 func BenchmarkFollow(b *testing.B) {
 	const total = 1_000_000
 	path := filepath.Join(b.TempDir(), "mail.log")
-	appendSample(b, path, 0, total)
+	appendMailLog(b, path, 0, total)
 	fi, err := os.Stat(path)
 	if err != nil {
 		b.Fatal(err)
@@ -136,11 +136,11 @@ func TestFollowMemoryStaysFlat(t *testing.T) {
 		return batches > 0
 	})
 
-	appendSample(t, path, 0, 100_000)
+	appendMailLog(t, path, 0, 100_000)
 	waitFor(t, "100,000 lines", 30*time.Second, func() bool { return count() == 100_000 })
 	at100k := heapInUse()
 	for from := 100_000; from < 1_000_000; from += 100_000 {
-		appendSample(t, path, from, 100_000)
+		appendMailLog(t, path, from, 100_000)
 	}
 	waitFor(t, "1,000,000 lines", 60*time.Second, func() bool { return count() == 1_000_000 })
 	at1M := heapInUse()
