@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -596,5 +597,178 @@ func TestNewerSchemaIsRefused(t *testing.T) {
 	var v int
 	if err := raw.QueryRowContext(t.Context(), `SELECT MAX(version) FROM schema_version`).Scan(&v); err != nil || v != newer {
 		t.Errorf("version after the refusal = %d, %v; want %d", v, err, newer)
+	}
+}
+
+func TestPruneDeletesOnlyWhatEnded(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	cut := base.Add(400 * 24 * time.Hour)
+	// More old events than one chunk deletes, to go through the chunking.
+	var events []logs.Event
+	for i := range 2*pruneChunk + 7 {
+		events = append(events, event("198.18.0.1", cut.Add(-time.Duration(i+1)*time.Second), "old"))
+	}
+	events = append(events, event("198.18.0.1", cut, "at the cut"), event("198.18.0.1", cut.Add(time.Hour), "new"))
+	old := cut.Add(-48 * time.Hour)
+	liftedOld := ban("198.18.0.2/32", old, 24*time.Hour)
+	liftedOld.LiftedAt, liftedOld.LiftReason = old.Add(time.Hour), "unban"
+	liftedRecently := ban("198.18.0.3/32", old, 0)
+	liftedRecently.LiftedAt, liftedRecently.LiftReason = cut.Add(time.Minute), "unban"
+	bans := map[string]struct {
+		ban  Ban
+		kept bool
+	}{
+		"expired long ago":       {ban("198.18.0.1/32", old, time.Hour), false},
+		"lifted long ago":        {liftedOld, false},
+		"permanent":              {ban("198.18.0.0/24", old.Add(-365*24*time.Hour), 0), true},
+		"lifted after the cut":   {liftedRecently, true},
+		"expiring after the cut": {ban("198.18.0.4/32", old, 49*time.Hour), true},
+		"started after the cut":  {ban("198.18.0.5/32", cut.Add(time.Hour), time.Hour), true},
+		"expired exactly at cut": {ban("198.18.0.6/32", cut.Add(-time.Hour), time.Hour), true},
+	}
+	b := Batch{Events: events}
+	for _, x := range bans {
+		b.Bans = append(b.Bans, x.ban)
+	}
+	commit(t, s, b)
+
+	p, err := s.Prune(t.Context(), cut)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (Pruned{Events: 2*pruneChunk + 7, Bans: 2}); p != want {
+		t.Errorf("Prune = %+v, want %+v", p, want)
+	}
+	left, err := s.Events(t.Context(), EventFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(left) != 2 || left[0].Rule != "at the cut" || left[1].Rule != "new" {
+		t.Errorf("events left: %+v", left)
+	}
+	for name, x := range bans {
+		got, err := s.Bans(t.Context(), BanFilter{Prefix: x.ban.Prefix})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if kept := len(got) == 1; kept != x.kept {
+			t.Errorf("ban %s: kept %v, want %v", name, kept, x.kept)
+		}
+	}
+	// Nothing more to do the second time.
+	if p, err := s.Prune(t.Context(), cut); err != nil || p != (Pruned{}) {
+		t.Errorf("second Prune = %+v, %v; want nothing", p, err)
+	}
+}
+
+// TestReadersSeeCommittedStateWhileWriting holds a read transaction open
+// across a commit (WAL: the writer does not wait for it, and the reader
+// keeps its snapshot), then reads and writes from several goroutines at once.
+func TestReadersSeeCommittedStateWhileWriting(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	commit(t, s, Batch{Events: []logs.Event{event("198.18.0.1", base, "first")}})
+
+	rtx, err := s.r.BeginTx(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rtx.Rollback()
+	var n int
+	if err := rtx.QueryRowContext(t.Context(), `SELECT COUNT(*) FROM events`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("reader sees %d events, %v", n, err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.Commit(ctx, Batch{Events: []logs.Event{event("198.18.0.1", base.Add(time.Second), "second")}}); err != nil {
+		t.Fatalf("Commit while a reader is open: %v", err)
+	}
+	if err := rtx.QueryRowContext(t.Context(), `SELECT COUNT(*) FROM events`).Scan(&n); err != nil || n != 1 {
+		t.Errorf("open reader sees %d events after the commit, want its snapshot of 1 (%v)", n, err)
+	}
+	rtx.Rollback()
+	if n := count(t, s, `SELECT COUNT(*) FROM events`); n != 2 {
+		t.Errorf("a new reader sees %d events, want 2", n)
+	}
+
+	// Writers and readers at once: no reader fails or sees a batch half
+	// written.
+	const writers, batches, perBatch = 2, 50, 10
+	errs := make(chan error, writers+1)
+	done := make(chan struct{})
+	for w := range writers {
+		go func() {
+			for i := range batches {
+				var evs []logs.Event
+				for j := range perBatch {
+					evs = append(evs, event("198.18.1.1", base.Add(time.Duration(w*batches*perBatch+i*perBatch+j)), "load"))
+				}
+				if err := s.Commit(t.Context(), Batch{Events: evs}); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	go func() {
+		for {
+			select {
+			case <-done:
+				errs <- nil
+				return
+			default:
+			}
+			var n int
+			if err := s.r.QueryRowContext(t.Context(), `SELECT COUNT(*) FROM events WHERE rule = 'load'`).Scan(&n); err != nil {
+				errs <- fmt.Errorf("reader: %w", err)
+				return
+			}
+			if n%perBatch != 0 {
+				errs <- fmt.Errorf("reader saw %d events, not whole batches", n)
+				return
+			}
+		}
+	}()
+	for range writers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(done)
+	if err := <-errs; err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, s, `SELECT COUNT(*) FROM events WHERE rule = 'load'`); n != writers*batches*perBatch {
+		t.Errorf("%d events written, want %d", n, writers*batches*perBatch)
+	}
+}
+
+// TestTwoProcessesShareTheDatabase opens the database twice, as the daemon
+// and the CLI do, and commits from both at once: busy_timeout makes one wait
+// for the other instead of failing.
+func TestTwoProcessesShareTheDatabase(t *testing.T) {
+	dir := t.TempDir()
+	stores := []*Store{openTest(t, dir), openTest(t, dir)}
+	const batches = 100
+	errs := make(chan error, len(stores))
+	for k, s := range stores {
+		go func() {
+			for i := range batches {
+				b := ban(netip.AddrFrom4([4]byte{198, 18, byte(k), byte(i)}).String()+"/32", base, time.Hour)
+				if err := s.Commit(t.Context(), Batch{Bans: []Ban{b}}); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range stores {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := count(t, stores[0], `SELECT COUNT(*) FROM bans`); n != len(stores)*batches {
+		t.Errorf("%d bans, want %d", n, len(stores)*batches)
 	}
 }
