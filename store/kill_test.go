@@ -23,6 +23,7 @@ import (
 // database.
 const (
 	killDirEnv     = "PORTCULLIS_STORE_KILL_DIR"
+	killSyncEnv    = "PORTCULLIS_STORE_KILL_SYNC"
 	killPosKey     = "file:/var/log/kill-test.log"
 	eventsPerBatch = 20
 )
@@ -58,7 +59,7 @@ func TestKillChild(t *testing.T) {
 		t.Skip("runs only as the child of TestKillLosesNothingAcknowledged")
 	}
 	ctx := context.Background()
-	s, err := Open(ctx, dir)
+	s, err := OpenWith(ctx, dir, Options{Synchronous: Synchronous(os.Getenv(killSyncEnv))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,40 +91,46 @@ func TestKillChild(t *testing.T) {
 // at random moments, several times over the same database, and checks after
 // each kill that every acknowledged batch is there, that the read position
 // and the events it covers were committed together, and that no ban was
-// recorded twice.
+// recorded twice. It runs with both synchronous settings: a process kill
+// leaves the written WAL in the kernel's page cache, so NORMAL survives it
+// as FULL does (only power loss tells them apart).
 func TestKillLosesNothingAcknowledged(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts child processes")
 	}
-	dir := t.TempDir()
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d", seed)
-	rng := rand.New(rand.NewPCG(seed, seed))
-	var acked int64
-	for round := range 10 {
-		// Kill after a random number of acknowledgements, and a random
-		// moment after that one: the child is then somewhere inside its
-		// next commit, or between two.
-		killAfter := 1 + rng.IntN(60)
-		delay := time.Duration(rng.IntN(3000)) * time.Microsecond
-		last := runAndKill(t, dir, killAfter, delay)
-		if last < acked+int64(killAfter) {
-			t.Fatalf("round %d: child acknowledged up to %d, want at least %d", round, last, acked+int64(killAfter))
-		}
-		acked = last
-		checkAfterKill(t, dir, acked)
+	for _, sync := range []Synchronous{SyncFull, SyncNormal} {
+		t.Run("sync="+string(sync), func(t *testing.T) {
+			dir := t.TempDir()
+			seed := uint64(time.Now().UnixNano())
+			t.Logf("seed %d", seed)
+			rng := rand.New(rand.NewPCG(seed, seed))
+			var acked int64
+			for round := range 10 {
+				// Kill after a random number of acknowledgements, and a
+				// random moment after that one: the child is then
+				// somewhere inside its next commit, or between two.
+				killAfter := 1 + rng.IntN(60)
+				delay := time.Duration(rng.IntN(3000)) * time.Microsecond
+				last := runAndKill(t, dir, sync, killAfter, delay)
+				if last < acked+int64(killAfter) {
+					t.Fatalf("round %d: child acknowledged up to %d, want at least %d", round, last, acked+int64(killAfter))
+				}
+				acked = last
+				checkAfterKill(t, dir, acked)
+			}
+		})
 	}
 }
 
 // runAndKill starts the child, reads its acknowledgements until it has seen
 // killAfter of them, waits delay, and kills it. It returns the last batch
 // acknowledged.
-func runAndKill(t *testing.T, dir string, killAfter int, delay time.Duration) int64 {
+func runAndKill(t *testing.T, dir string, sync Synchronous, killAfter int, delay time.Duration) int64 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestKillChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), killDirEnv+"="+dir)
+	cmd.Env = append(os.Environ(), killDirEnv+"="+dir, killSyncEnv+"="+string(sync))
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.StdoutPipe()
