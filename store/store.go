@@ -69,8 +69,8 @@ type Options struct {
 	// restored from this database after a reboot, and a power cut is
 	// exactly when a reboot follows, so an acknowledged ban must be on the
 	// disk. FULL costs one fsync of the WAL per commit: measured on the
-	// development VM, 0.8 ms instead of 0.15 ms to record one ban, and no
-	// measurable difference for batches of 100 events or more
+	// (shared) development VM, 0.2-0.8 ms instead of 0.06-0.15 ms to record
+	// one ban, and no measurable difference for batches of 100 events or more
 	// (BenchmarkCommitEvents, BenchmarkCommitBan); the daemon commits in
 	// batches, and the kernel map is written before the store, so ban
 	// latency does not include it.
