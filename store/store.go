@@ -123,7 +123,6 @@ func OpenWith(ctx context.Context, dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
 	w.SetMaxOpenConns(1)
-	w.SetConnMaxIdleTime(0)
 	s := &Store{path: path, w: w}
 
 	// The schema must exist before readers look at it, and the journal mode
