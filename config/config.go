@@ -1,0 +1,221 @@
+// Package config reads portcullis's TOML configuration.
+//
+// Every setting has a default, kept in Default and written out, with a
+// comment for each key, in the embedded default file that `portcullis config
+// default` prints; the two are the same configuration (a test holds them to
+// it). A file needs only the keys it changes. Parse reports every problem at
+// once, each with its line and key: unknown keys (a typo must not silently
+// leave a default in place), values of the wrong type, and values out of
+// range.
+package config
+
+import (
+	_ "embed"
+	"fmt"
+	"net/netip"
+	"time"
+)
+
+// DefaultPath is where the daemon and the CLI look for the config file.
+const DefaultPath = "/etc/portcullis/portcullis.toml"
+
+// DefaultTOML is the default configuration as a commented TOML file.
+//
+//go:embed default.toml
+var DefaultTOML []byte
+
+// Config is the whole configuration. Later issues add sections and keys; a
+// key this build does not know is an error, so a newer file on an older
+// binary is refused rather than half-applied.
+type Config struct {
+	Daemon   Daemon   `toml:"daemon"`
+	Logs     Logs     `toml:"logs"`
+	Verdict  Verdict  `toml:"verdict"`
+	Datapath Datapath `toml:"datapath"`
+	Store    Store    `toml:"store"`
+}
+
+// Daemon is how the daemon runs.
+type Daemon struct {
+	// StateDir holds the database.
+	StateDir string `toml:"state_dir"`
+	// PinDir is the bpffs directory of the pinned program and maps.
+	PinDir string `toml:"pin_dir"`
+	// Socket is the control socket the CLI talks to.
+	Socket string `toml:"socket"`
+	// Interfaces to attach to; empty means those of the default routes.
+	Interfaces []string `toml:"interfaces"`
+	// LogFormat is "text" or "json".
+	LogFormat string `toml:"log_format"`
+	// LogLevel is "debug", "info", "warn" or "error".
+	LogLevel string `toml:"log_level"`
+}
+
+// Logs is what the daemon reads.
+type Logs struct {
+	// Files are paths or globs; those that do not exist are watched for.
+	Files []string `toml:"files"`
+	// Journal says whether to read the systemd journal.
+	Journal Journal `toml:"journal"`
+	// ReadFromStart reads files met for the first time from their start
+	// instead of their end.
+	ReadFromStart bool `toml:"read_from_start"`
+}
+
+// Journal says whether the daemon reads the systemd journal.
+type Journal string
+
+// The journal settings.
+const (
+	// JournalAuto reads the journal when none of the log files exists.
+	JournalAuto Journal = "auto"
+	// JournalOn always reads it (as well as the files).
+	JournalOn Journal = "true"
+	// JournalOff never does.
+	JournalOff Journal = "false"
+)
+
+func (j *Journal) decodeTOML(v any) error {
+	switch v := v.(type) {
+	case bool:
+		*j = JournalOff
+		if v {
+			*j = JournalOn
+		}
+		return nil
+	case string:
+		switch Journal(v) {
+		case JournalAuto, JournalOn, JournalOff:
+			*j = Journal(v)
+			return nil
+		}
+		return fmt.Errorf("invalid value %q (want \"auto\", true or false)", v)
+	}
+	return fmt.Errorf("want \"auto\", true or false, got %s", describe(v))
+}
+
+// Verdict is when sources are banned, and for how long.
+type Verdict struct {
+	// Threshold failures within Window ban a source for Ban.
+	Threshold int      `toml:"threshold"`
+	Window    Duration `toml:"window"`
+	Ban       Duration `toml:"ban"`
+	// EscalationFactor multiplies the ban each time a source is banned
+	// again, up to MaxBan; bans are remembered for Remember.
+	EscalationFactor float64  `toml:"escalation_factor"`
+	MaxBan           Duration `toml:"max_ban"`
+	Remember         Duration `toml:"remember"`
+	// MaxSources caps the sources whose failures are counted; the stalest
+	// are forgotten first.
+	MaxSources int `toml:"max_sources"`
+	// Allowlist is never banned, on top of loopback and this host's own
+	// addresses. An address stands for its /32 or /128.
+	Allowlist []netip.Prefix `toml:"allowlist"`
+	Recidive  Recidive       `toml:"recidive"`
+	Squad     Squad          `toml:"squad"`
+}
+
+// Recidive bans a source that keeps coming back: Bans bans within Within
+// earn a ban of Ban.
+type Recidive struct {
+	Bans   int      `toml:"bans"`
+	Within Duration `toml:"within"`
+	Ban    Duration `toml:"ban"`
+}
+
+// Squad bans a whole prefix when Sources of its sources are banned within
+// Within: an IPv4 /IPv4Prefix or an IPv6 /IPv6Prefix (IPv6 sources count per
+// /64).
+type Squad struct {
+	Sources    int      `toml:"sources"`
+	Within     Duration `toml:"within"`
+	IPv4Prefix int      `toml:"ipv4_prefix"`
+	IPv6Prefix int      `toml:"ipv6_prefix"`
+	Ban        Duration `toml:"ban"`
+}
+
+// Datapath is what the kernel program enforces.
+type Datapath struct {
+	Ports     Ports      `toml:"ports"`
+	RateLimit RateLimits `toml:"rate_limit"`
+	Capacity  Capacity   `toml:"capacity"`
+}
+
+// Ports are the protected ports of each class.
+type Ports struct {
+	MX   []uint16 `toml:"mx"`
+	Auth []uint16 `toml:"auth"`
+}
+
+// RateLimits are the per-source SYN rate limits of each port class.
+type RateLimits struct {
+	MX   RateLimit `toml:"mx"`
+	Auth RateLimit `toml:"auth"`
+}
+
+// RateLimit is a token bucket: Burst SYNs at once, refilled at PerMinute a
+// minute. PerMinute 0 turns the limit off.
+type RateLimit struct {
+	PerMinute uint32 `toml:"per_minute"`
+	Burst     uint32 `toml:"burst"`
+}
+
+// Capacity is how many entries the kernel maps hold. They are fixed when
+// the maps are created; changing them takes `portcullis detach --all
+// --purge`, which removes every ban from the kernel.
+type Capacity struct {
+	Bans       uint32 `toml:"bans"`
+	PrefixBans uint32 `toml:"prefix_bans"`
+	Allowlist  uint32 `toml:"allowlist"`
+	Sources    uint32 `toml:"sources"`
+}
+
+// Store is the database.
+type Store struct {
+	// Retention is how long events and ended bans are kept.
+	Retention Duration `toml:"retention"`
+}
+
+const day = 24 * time.Hour
+
+// Default is the configuration when no file says otherwise.
+func Default() Config {
+	return Config{
+		Daemon: Daemon{
+			StateDir:   "/var/lib/portcullis",
+			PinDir:     "/sys/fs/bpf/portcullis",
+			Socket:     "/run/portcullis/portcullis.sock",
+			Interfaces: []string{},
+			LogFormat:  "text",
+			LogLevel:   "info",
+		},
+		Logs: Logs{
+			Files:   []string{"/var/log/mail.log", "/var/log/maillog", "/var/log/auth.log", "/var/log/secure"},
+			Journal: JournalAuto,
+		},
+		Verdict: Verdict{
+			Threshold:        5,
+			Window:           Duration(10 * time.Minute),
+			Ban:              Duration(time.Hour),
+			EscalationFactor: 4,
+			MaxBan:           Duration(30 * day),
+			Remember:         Duration(30 * day),
+			MaxSources:       1_000_000,
+			Allowlist:        []netip.Prefix{},
+			Recidive:         Recidive{Bans: 3, Within: Duration(day), Ban: Duration(7 * day)},
+			Squad:            Squad{Sources: 4, Within: Duration(time.Hour), IPv4Prefix: 24, IPv6Prefix: 48, Ban: Duration(day)},
+		},
+		Datapath: Datapath{
+			Ports: Ports{
+				MX:   []uint16{25},
+				Auth: []uint16{465, 587, 110, 995, 143, 993, 4190},
+			},
+			RateLimit: RateLimits{
+				MX:   RateLimit{PerMinute: 120, Burst: 60},
+				Auth: RateLimit{PerMinute: 30, Burst: 30},
+			},
+			Capacity: Capacity{Bans: 1_000_000, PrefixBans: 65536, Allowlist: 4096, Sources: 1_000_000},
+		},
+		Store: Store{Retention: Duration(400 * day)},
+	}
+}

@@ -1,0 +1,178 @@
+package config
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// problem is a value out of range, named by its dotted key.
+type problem struct {
+	key, msg string
+}
+
+// Validate checks the values of c (after flags have overridden the file,
+// say) and returns every problem as Errors without lines, or nil.
+func (c Config) Validate() error {
+	ps := c.problems()
+	if len(ps) == 0 {
+		return nil
+	}
+	errs := make(Errors, len(ps))
+	for i, p := range ps {
+		errs[i] = &Error{Key: p.key, Msg: p.msg}
+	}
+	return errs
+}
+
+// checker collects problems.
+type checker []problem
+
+func (ch *checker) addf(key, format string, args ...any) {
+	*ch = append(*ch, problem{key, fmt.Sprintf(format, args...)})
+}
+
+func (ch *checker) absPath(key, path string) {
+	if !filepath.IsAbs(path) {
+		ch.addf(key, "want an absolute path, got %q", path)
+	}
+}
+
+func (ch *checker) oneOf(key, v string, allowed ...string) {
+	for _, a := range allowed {
+		if v == a {
+			return
+		}
+	}
+	ch.addf(key, "invalid value %q (want %s)", v, strings.Join(quoted(allowed), ", "))
+}
+
+func (ch *checker) atLeast(key string, v, lo int) {
+	if v < lo {
+		ch.addf(key, "%d is too small (at least %d)", v, lo)
+	}
+}
+
+func (ch *checker) between(key string, v, lo, hi int) {
+	if v < lo || v > hi {
+		ch.addf(key, "%d is out of range (%d to %d)", v, lo, hi)
+	}
+}
+
+func (ch *checker) positive(key string, d Duration) {
+	if d <= 0 {
+		ch.addf(key, "want a duration above zero, got %s", d)
+	}
+}
+
+func quoted(ss []string) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = fmt.Sprintf("%q", s)
+	}
+	return out
+}
+
+// problems lists what is wrong with the values of c. Keys are those of the
+// file, so Parse can add their lines.
+func (c Config) problems() []problem {
+	var ch checker
+
+	d := c.Daemon
+	ch.absPath("daemon.state_dir", d.StateDir)
+	ch.absPath("daemon.pin_dir", d.PinDir)
+	ch.absPath("daemon.socket", d.Socket)
+	for i, name := range d.Interfaces {
+		// The kernel's limit (IFNAMSIZ less the NUL) and its forbidden
+		// characters.
+		if name == "" || len(name) > 15 || strings.ContainsAny(name, "/: \t") || name == "." || name == ".." {
+			ch.addf(fmt.Sprintf("daemon.interfaces[%d]", i), "invalid interface name %q", name)
+		}
+	}
+	ch.oneOf("daemon.log_format", d.LogFormat, "text", "json")
+	ch.oneOf("daemon.log_level", d.LogLevel, "debug", "info", "warn", "error")
+
+	for i, f := range c.Logs.Files {
+		key := fmt.Sprintf("logs.files[%d]", i)
+		ch.absPath(key, f)
+		if _, err := filepath.Match(f, ""); err != nil {
+			ch.addf(key, "invalid glob %q: %v", f, err)
+		}
+	}
+
+	v := c.Verdict
+	ch.atLeast("verdict.threshold", v.Threshold, 1)
+	ch.positive("verdict.window", v.Window)
+	ch.positive("verdict.ban", v.Ban)
+	if v.EscalationFactor < 1 {
+		ch.addf("verdict.escalation_factor", "%v is too small (at least 1: 1 means no escalation)", v.EscalationFactor)
+	}
+	ch.positive("verdict.max_ban", v.MaxBan)
+	if v.MaxBan > 0 && v.Ban > v.MaxBan {
+		ch.addf("verdict.max_ban", "%s is shorter than verdict.ban (%s)", v.MaxBan, v.Ban)
+	}
+	if v.Remember < 0 {
+		ch.addf("verdict.remember", "want a duration of zero or more, got %s", v.Remember)
+	}
+	ch.atLeast("verdict.max_sources", v.MaxSources, 1)
+	for i, p := range v.Allowlist {
+		if !p.IsValid() {
+			ch.addf(fmt.Sprintf("verdict.allowlist[%d]", i), "invalid prefix")
+		}
+	}
+	ch.atLeast("verdict.recidive.bans", v.Recidive.Bans, 2)
+	ch.positive("verdict.recidive.within", v.Recidive.Within)
+	ch.positive("verdict.recidive.ban", v.Recidive.Ban)
+	ch.atLeast("verdict.squad.sources", v.Squad.Sources, 2)
+	ch.positive("verdict.squad.within", v.Squad.Within)
+	// A squad prefix holds several sources: an IPv4 source is one address,
+	// an IPv6 source a /64.
+	ch.between("verdict.squad.ipv4_prefix", v.Squad.IPv4Prefix, 8, 31)
+	ch.between("verdict.squad.ipv6_prefix", v.Squad.IPv6Prefix, 16, 63)
+	ch.positive("verdict.squad.ban", v.Squad.Ban)
+
+	dp := c.Datapath
+	seen := map[uint16]string{}
+	for _, class := range []struct {
+		name  string
+		ports []uint16
+	}{{"mx", dp.Ports.MX}, {"auth", dp.Ports.Auth}} {
+		for i, port := range class.ports {
+			key := fmt.Sprintf("datapath.ports.%s[%d]", class.name, i)
+			if port == 0 {
+				ch.addf(key, "port 0 is not a port")
+				continue
+			}
+			if other, dup := seen[port]; dup {
+				ch.addf(key, "port %d is listed twice (also in %s)", port, other)
+				continue
+			}
+			seen[port] = "datapath.ports." + class.name
+		}
+	}
+	for _, rl := range []struct {
+		name string
+		RateLimit
+	}{{"mx", dp.RateLimit.MX}, {"auth", dp.RateLimit.Auth}} {
+		if rl.PerMinute > 0 && rl.Burst == 0 {
+			ch.addf("datapath.rate_limit."+rl.name+".burst", "0 lets no SYN through; set per_minute = 0 to turn the limit off")
+		}
+	}
+	for _, cp := range []struct {
+		key string
+		n   uint32
+	}{
+		{"datapath.capacity.bans", dp.Capacity.Bans},
+		{"datapath.capacity.prefix_bans", dp.Capacity.PrefixBans},
+		{"datapath.capacity.allowlist", dp.Capacity.Allowlist},
+		{"datapath.capacity.sources", dp.Capacity.Sources},
+	} {
+		ch.atLeast(cp.key, int(cp.n), 1)
+	}
+
+	if c.Store.Retention < Duration(24*time.Hour) {
+		ch.addf("store.retention", "%s is too short (at least 1d)", c.Store.Retention)
+	}
+	return ch
+}
