@@ -111,6 +111,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		topCommand(),
 		explainCommand(),
 		logsCommand(),
+		configCommand(),
 	}
 	for _, c := range commands {
 		addGlobalFlags(c)
@@ -135,6 +136,11 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 // globalFlags are honoured before or after the command name.
 func globalFlags() []cli.Flag {
 	return []cli.Flag{
+		&cli.StringFlag{
+			Name:    "config",
+			Usage:   "configuration file (TOML)",
+			EnvVars: []string{"PORTCULLIS_CONFIG"},
+		},
 		&cli.StringFlag{
 			Name:    "pin-dir",
 			Usage:   "bpffs directory holding the pinned program, maps and links",
