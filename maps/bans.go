@@ -29,6 +29,7 @@ type banTable interface {
 	flagIndex() uint32
 	count() (int, error)
 	capacity() int
+	memory() uint64
 }
 
 type table[K any] struct {
@@ -69,6 +70,7 @@ func (t *table[K]) each(fn func(netip.Prefix, bpf.Ban)) error {
 func (t *table[K]) expire() ([]Ban, error) { return expire(t.mp, t.prefix) }
 func (t *table[K]) flagIndex() uint32      { return t.flag }
 func (t *table[K]) count() (int, error)    { return countOf[K, bpf.Ban](t.mp) }
+func (t *table[K]) memory() uint64         { return memlock(t.mp) }
 
 // banTables lists the tables; a prefix belongs to exactly one of them.
 func (m *Maps) banTables() []banTable {

@@ -170,19 +170,29 @@ func (m *Maps) Fill() ([]Fill, error) {
 		if err != nil {
 			return nil, fmt.Errorf("count %s: %w", t.name(), err)
 		}
-		out = append(out, Fill{Name: t.name(), Entries: n, Capacity: t.capacity()})
+		out = append(out, Fill{Name: t.name(), Entries: n, Capacity: t.capacity(), Bytes: t.memory()})
 	}
 	n, err := countOf[bpf.LPMKey, uint64](m.allow)
 	if err != nil {
 		return nil, fmt.Errorf("count allowlist: %w", err)
 	}
-	out = append(out, Fill{Name: "allowlist", Entries: n, Capacity: int(m.allow.MaxEntries())})
+	out = append(out, Fill{Name: "allowlist", Entries: n, Capacity: int(m.allow.MaxEntries()), Bytes: memlock(m.allow)})
 	n, err = countOf[bpf.Addr, bpf.Source](m.sources)
 	if err != nil {
 		return nil, fmt.Errorf("count sources: %w", err)
 	}
-	out = append(out, Fill{Name: "sources", Entries: n, Capacity: int(m.sources.MaxEntries())})
+	out = append(out, Fill{Name: "sources", Entries: n, Capacity: int(m.sources.MaxEntries()), Bytes: memlock(m.sources)})
 	return out, nil
+}
+
+// memlock is the kernel's estimate of a map's memory; 0 when unknown.
+func memlock(mp *ebpf.Map) uint64 {
+	info, err := mp.Info()
+	if err != nil {
+		return 0
+	}
+	n, _ := info.Memlock()
+	return n
 }
 
 func countOf[K, V any](mp *ebpf.Map) (int, error) {

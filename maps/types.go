@@ -175,4 +175,7 @@ type Fill struct {
 	Name     string `json:"name"`
 	Entries  int    `json:"entries"`
 	Capacity int    `json:"capacity"`
+	// Bytes is the kernel memory the map holds, as the kernel reports it
+	// (preallocated maps hold their capacity's worth from the start).
+	Bytes uint64 `json:"bytes"`
 }

@@ -194,7 +194,7 @@ func printStatus(c *cli.Context, st statusJSON) {
 		fmt.Fprintf(w, "attached:\t%s (ifindex %d, %s, link %d)\n", a.Iface, a.Ifindex, a.Mode, a.LinkID)
 	}
 	for _, f := range st.Maps {
-		fmt.Fprintf(w, "map %s:\t%d of %d (%.1f%%)\n", f.Name, f.Entries, f.Capacity, 100*float64(f.Entries)/float64(max(f.Capacity, 1)))
+		fmt.Fprintf(w, "map %s:\t%d of %d (%.1f%%), %.1f MiB of kernel memory\n", f.Name, f.Entries, f.Capacity, 100*float64(f.Entries)/float64(max(f.Capacity, 1)), float64(f.Bytes)/(1<<20))
 	}
 	for _, cl := range maps.Classes() {
 		r := st.RateLimits[cl.String()]
