@@ -40,10 +40,12 @@ func TestDefaultsMatchTheDatapath(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, got := range map[string]uint32{
-		"bans":        cfg.Datapath.Capacity.Bans,
-		"prefix_bans": cfg.Datapath.Capacity.PrefixBans,
-		"allowlist":   cfg.Datapath.Capacity.Allowlist,
-		"sources":     cfg.Datapath.Capacity.Sources,
+		bpf.MapBans:         cfg.Datapath.Capacity.Bans,
+		bpf.MapPrefixBans4:  cfg.Datapath.Capacity.PrefixBans,
+		bpf.MapPrefixBans6:  cfg.Datapath.Capacity.PrefixBans,
+		bpf.MapPrefixBans6L: cfg.Datapath.Capacity.PrefixBans,
+		bpf.MapAllowlist:    cfg.Datapath.Capacity.Allowlist,
+		bpf.MapSources:      cfg.Datapath.Capacity.Sources,
 	} {
 		ms, ok := spec.Maps[name]
 		if !ok {
