@@ -6,6 +6,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/portcullis-mail/portcullis/daemon"
 	"github.com/portcullis-mail/portcullis/maps"
 )
 
@@ -21,6 +22,9 @@ func allowCommand() *cli.Command {
 				Action: func(c *cli.Context) error {
 					prefixes, err := parsePrefixes(c)
 					if err != nil {
+						return err
+					}
+					if handled, err := viaDaemon(c, daemon.Request{Command: "allow", Prefixes: prefixStrings(prefixes)}); handled {
 						return err
 					}
 					m, err := openMaps(c)
@@ -44,6 +48,9 @@ func allowCommand() *cli.Command {
 				Action: func(c *cli.Context) error {
 					prefixes, err := parsePrefixes(c)
 					if err != nil {
+						return err
+					}
+					if handled, err := viaDaemon(c, daemon.Request{Command: "disallow", Prefixes: prefixStrings(prefixes)}); handled {
 						return err
 					}
 					m, err := openMaps(c)

@@ -99,6 +99,7 @@ func takesValue(flags []cli.Flag, arg string) bool {
 
 func newApp(stdout, stderr io.Writer) *cli.App {
 	commands := []*cli.Command{
+		runCommand(),
 		attachCommand(),
 		detachCommand(),
 		statusCommand(),
@@ -140,6 +141,18 @@ func globalFlags() []cli.Flag {
 			Name:    "config",
 			Usage:   "configuration file (TOML)",
 			EnvVars: []string{"PORTCULLIS_CONFIG"},
+		},
+		&cli.StringFlag{
+			Name:    "state-dir",
+			Usage:   "the daemon's state: its SQLite history and read positions",
+			EnvVars: []string{"PORTCULLIS_STATE_DIR"},
+			Value:   "/var/lib/portcullis",
+		},
+		&cli.StringFlag{
+			Name:    "socket",
+			Usage:   "the daemon's control socket",
+			EnvVars: []string{"PORTCULLIS_SOCKET"},
+			Value:   "/run/portcullis/portcullis.sock",
 		},
 		&cli.StringFlag{
 			Name:    "pin-dir",

@@ -8,7 +8,9 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/portcullis-mail/portcullis/daemon"
 	"github.com/portcullis-mail/portcullis/maps"
+	"github.com/portcullis-mail/portcullis/store"
 )
 
 // parsePrefixes reads every argument before anything is changed, so a typo
@@ -60,17 +62,30 @@ func banCommand() *cli.Command {
 				}
 				expires = time.Now().Add(d)
 			}
+			req := daemon.Request{Command: "ban", Prefixes: prefixStrings(prefixes), Scope: scope.String(), Permanent: c.Bool("permanent"), Reason: c.String("reason")}
+			if !expires.IsZero() {
+				req.Seconds = int64(time.Until(expires).Round(time.Second) / time.Second)
+			}
+			if handled, err := viaDaemon(c, req); handled {
+				return err
+			}
 			m, err := openMaps(c)
 			if err != nil {
 				return err
 			}
 			defer m.Close()
+			now := time.Now()
 			bans := make([]maps.Ban, len(prefixes))
+			var recs []store.Ban
 			for i, p := range prefixes {
 				bans[i] = maps.Ban{Prefix: p, Scope: scope, Origin: maps.OriginManual, Reason: c.String("reason"), Expires: expires}
+				recs = append(recs, store.Ban{Prefix: p, Scope: store.Scope(scope.String()), Origin: store.OriginManual, Reason: c.String("reason"), Start: now, Expires: expires})
 			}
 			if err := m.AddBans(bans); err != nil {
 				return explainErr(err)
+			}
+			if err := recordOffline(c, store.Batch{Bans: recs}); err != nil {
+				return err
 			}
 			for _, b := range bans {
 				until := "permanently"
@@ -97,12 +112,18 @@ func unbanCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			if handled, err := viaDaemon(c, daemon.Request{Command: "unban", Prefixes: prefixStrings(prefixes)}); handled {
+				return err
+			}
 			m, err := openMaps(c)
 			if err != nil {
 				return err
 			}
 			defer m.Close()
 			for _, p := range prefixes {
+				if err := recordOffline(c, store.Batch{Lifts: []store.Lift{{Prefix: p, At: time.Now(), Reason: "manual unban"}}}); err != nil {
+					return err
+				}
 				if err := m.DeleteBan(p); err != nil {
 					if errors.Is(err, maps.ErrNotFound) {
 						return fmt.Errorf("%s is not banned (`portcullis bans` lists the bans)", p)

@@ -3,11 +3,13 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/portcullis-mail/portcullis/daemon"
 	"github.com/portcullis-mail/portcullis/loader"
 	"github.com/portcullis-mail/portcullis/maps"
 )
@@ -127,6 +129,7 @@ type statusJSON struct {
 	Counters    maps.Counters       `json:"counters"`
 	RateLimits  map[string]rateJSON `json:"rate_limits"`
 	Ports       map[string][]uint16 `json:"ports"`
+	Daemon      *daemon.Status      `json:"daemon"` // null when it is not running
 	GeneratedAt string              `json:"generated_at"`
 }
 
@@ -169,6 +172,11 @@ func statusCommand() *cli.Command {
 				st.RateLimits[cl.String()] = toRateJSON(rl)
 				st.Ports[cl.String()] = ports[cl]
 			}
+			resp, err := daemon.Call(c.Context, globalString(c, "socket"), daemon.Request{Command: "status"})
+			if err != nil && !errors.Is(err, daemon.ErrNotRunning) {
+				return explainErr(err)
+			}
+			st.Daemon = resp.Status
 			if c.Bool("json") {
 				return writeJSON(c.App.Writer, st)
 			}
@@ -204,4 +212,28 @@ func printStatus(c *cli.Context, st statusJSON) {
 	fmt.Fprintf(w, "packets:\tpassed %d, allowlisted %d, dropped by ban %d, dropped by rate %d\n", ct.Passed, ct.Allowlisted, ct.DroppedBan, ct.DroppedRate)
 	fmt.Fprintf(w, "SYNs seen:\tmx %d, auth %d\n", ct.SynMX, ct.SynAuth)
 	fmt.Fprintf(w, "malformed:\t%d\n", ct.Malformed)
+	printDaemon(w, st.Daemon)
+}
+
+func printDaemon(w io.Writer, d *daemon.Status) {
+	if d == nil {
+		fmt.Fprintf(w, "daemon:\tnot running: nothing new is banned, the kernel keeps enforcing what it has (start it: `portcullis run` or `systemctl start portcullis`)\n")
+		return
+	}
+	now := time.Now()
+	fmt.Fprintf(w, "daemon:\tpid %d, up %s, heartbeat %s\n", d.PID, humanDuration(now.Sub(d.Started)), ago(d.Heartbeat, now))
+	for _, s := range d.Sources {
+		lag := "caught up"
+		if s.LagBytes > 0 {
+			lag = fmt.Sprintf("%d bytes (%s) behind", s.LagBytes, humanDuration(time.Duration(s.LagSeconds*float64(time.Second))))
+		}
+		fmt.Fprintf(w, "log %s:\t%d lines, %d events, last event %s, %s\n", s.Name, s.Lines, s.Events, ago(s.LastEvent, now), lag)
+		if s.Error != "" {
+			fmt.Fprintf(w, "log %s:\tERROR %s\n", s.Name, s.Error)
+		}
+	}
+	fmt.Fprintf(w, "last hour:\t%d events, %d bans\n", d.EventsHour, d.BansHour)
+	if d.LastError != "" {
+		fmt.Fprintf(w, "last error:\t%s\n", d.LastError)
+	}
 }

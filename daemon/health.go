@@ -1,0 +1,191 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/portcullis-mail/portcullis/config"
+)
+
+// Status is the daemon's health as `portcullis status` shows it.
+type Status struct {
+	PID        int            `json:"pid"`
+	Started    time.Time      `json:"started"`
+	Heartbeat  time.Time      `json:"heartbeat"`
+	Sources    []SourceStatus `json:"sources"`
+	EventsHour int            `json:"events_last_hour"`
+	BansHour   int            `json:"bans_last_hour"`
+	LastError  string         `json:"last_error,omitempty"`
+	Tracked    int            `json:"tracked_sources"`
+	Evicted    uint64         `json:"evicted_sources"`
+}
+
+// SourceStatus is one log source's progress.
+type SourceStatus struct {
+	Name       string    `json:"name"`
+	Lines      int64     `json:"lines"`
+	Events     int64     `json:"events"`
+	LastLine   time.Time `json:"last_line"`
+	LastEvent  time.Time `json:"last_event"`
+	LagBytes   int64     `json:"lag_bytes"`
+	LagSeconds float64   `json:"lag_seconds"`
+	Error      string    `json:"error,omitempty"`
+}
+
+// heartbeat is what the daemon publishes in the store every few seconds,
+// so that `portcullis health` can tell a dead or hung daemon from a live one.
+type heartbeat struct {
+	PID   int       `json:"pid"`
+	At    time.Time `json:"at"`
+	Clean bool      `json:"clean"` // written on a clean stop
+}
+
+const heartbeatKey = "heartbeat"
+
+func (d *Daemon) writeHeartbeat(ctx context.Context, clean bool) error {
+	b, _ := json.Marshal(heartbeat{PID: os.Getpid(), At: d.now().UTC(), Clean: clean})
+	return d.st.SetMeta(ctx, heartbeatKey, string(b))
+}
+
+// checkUncleanExit says so when the last daemon did not stop cleanly.
+func (d *Daemon) checkUncleanExit(ctx context.Context) error {
+	v, _, ok, err := d.st.Meta(ctx, heartbeatKey)
+	if err != nil {
+		return fmt.Errorf("read heartbeat: %w", err)
+	}
+	if !ok {
+		return nil
+	}
+	var hb heartbeat
+	if json.Unmarshal([]byte(v), &hb) == nil && !hb.Clean {
+		d.log.Warn("the last daemon did not stop cleanly; bans were restored from the store", "last_heartbeat", hb.At, "pid", hb.PID)
+	}
+	return nil
+}
+
+func (d *Daemon) status(ctx context.Context) (Status, error) {
+	st := Status{PID: os.Getpid(), Started: d.started.UTC(), Heartbeat: d.now().UTC()}
+	now := d.now()
+	d.healthMu.Lock()
+	st.LastError = d.lastErr
+	for _, h := range d.sources {
+		ss := SourceStatus{Name: h.Name, Lines: h.Lines, Events: h.Events, LastLine: h.LastLine, LastEvent: h.LastEvent, Error: h.Error}
+		for _, p := range h.positions {
+			if p.Path == "" {
+				continue
+			}
+			fi, err := os.Stat(p.Path)
+			if err != nil {
+				continue
+			}
+			if behind := fi.Size() - p.Offset; behind > 0 {
+				ss.LagBytes += behind
+				if lag := now.Sub(fi.ModTime()).Seconds(); lag > ss.LagSeconds {
+					ss.LagSeconds = lag
+				}
+			}
+		}
+		st.Sources = append(st.Sources, ss)
+	}
+	d.healthMu.Unlock()
+	counts, err := d.st.CountSince(ctx, now.Add(-time.Hour))
+	if err != nil {
+		return st, err
+	}
+	st.EventsHour, st.BansHour = counts.Events, counts.Bans
+	d.mu.Lock()
+	es := d.eng.Stats()
+	d.mu.Unlock()
+	st.Tracked, st.Evicted = es.Tracked, es.Evicted
+	return st, nil
+}
+
+// housekeeping keeps the heartbeat and watchdog going, frees expired bans
+// and prunes the store.
+func (d *Daemon) housekeeping(ctx context.Context, notify *Notifier) error {
+	beat := time.NewTicker(time.Second)
+	defer beat.Stop()
+	var n int
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-beat.C:
+		}
+		n++
+		// The watchdog ping comes from this loop, so a hung loop is a
+		// restarted daemon.
+		if err := notify.Watchdog(); err != nil {
+			d.log.Warn("systemd watchdog", "err", err)
+		}
+		if n%5 == 0 {
+			if err := d.writeHeartbeat(ctx, false); err != nil {
+				d.setError(fmt.Sprintf("write heartbeat: %v", err))
+				d.log.Error("write heartbeat", "err", err)
+			}
+		}
+		if n%60 == 0 {
+			d.minutely(ctx)
+		}
+		if n%3600 == 0 {
+			before := d.now().Add(-time.Duration(d.cfg.Store.Retention))
+			if _, err := d.st.Prune(ctx, before); err != nil {
+				d.log.Error("prune store", "err", err)
+			}
+		}
+	}
+}
+
+func (d *Daemon) minutely(ctx context.Context) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	gone, err := d.dp.Maps.ExpireBans()
+	if err != nil {
+		d.log.Error("collect expired bans", "err", err)
+	}
+	for _, b := range gone {
+		d.log.Info("unban", "prefix", b.Prefix, "reason", "expired", "hits", b.Hits)
+	}
+	d.eng.Expire(d.now())
+	if err := d.dp.Maps.SyncBootOffset(); err != nil {
+		d.log.Error("sync boot clock offset", "err", err)
+	}
+	if err := d.refreshAllowlistLocked(); err != nil {
+		d.log.Error("refresh allowlist", "err", err)
+	}
+}
+
+// reloads applies a new configuration on SIGHUP; a bad one is reported and
+// the running one stays.
+func (d *Daemon) reloads(ctx context.Context, reload func() (config.Config, error)) error {
+	if reload == nil {
+		return nil
+	}
+	hup := notifyHUP()
+	defer hup.stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-hup.c:
+		}
+		cfg, err := reload()
+		if err == nil {
+			err = cfg.Validate()
+		}
+		if err != nil {
+			d.setError(fmt.Sprintf("config reload failed: %v", err))
+			d.log.Error("config reload failed; the running configuration stays", "err", err)
+			continue
+		}
+		if err := d.apply(cfg); err != nil {
+			d.setError(fmt.Sprintf("config reload failed: %v", err))
+			d.log.Error("apply reloaded config", "err", err)
+			continue
+		}
+		d.log.Info("configuration reloaded")
+	}
+}
