@@ -173,15 +173,15 @@ func addGlobalFlags(c *cli.Command) {
 }
 
 // globalString returns a global flag's value from the innermost context
-// that set it, else the outermost (where env and default apply).
+// that set it on the command line, else from the innermost that defines it
+// (where its environment variable and default apply).
 func globalString(c *cli.Context, name string) string {
-	lineage := c.Lineage()
-	for _, ctx := range lineage {
+	for _, ctx := range c.Lineage() {
 		if slices.Contains(ctx.LocalFlagNames(), name) {
 			return ctx.String(name)
 		}
 	}
-	return lineage[len(lineage)-1].String(name)
+	return c.String(name)
 }
 
 func pinDir(c *cli.Context) string { return globalString(c, "pin-dir") }

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/urfave/cli/v2"
 )
 
 func TestParseDuration(t *testing.T) {
@@ -110,6 +112,31 @@ func TestGlobalFlagBeforeOrAfterCommand(t *testing.T) {
 		}
 		if slices.Contains(strings.Split(oneLine(err), "\n"), "") {
 			t.Errorf("error is not one line: %q", err)
+		}
+	}
+}
+
+// A global flag that is not given takes its default (or environment
+// variable), whether the command reads it or a subcommand does.
+func TestGlobalFlagDefaults(t *testing.T) {
+	for _, args := range [][]string{{"portcullis", "bans"}, {"portcullis", "allow", "list"}} {
+		app := newApp(nil, nil)
+		var got, gotEnv string
+		for _, c := range app.Commands {
+			for _, cmd := range append([]*cli.Command{c}, c.Subcommands...) {
+				cmd.Action = func(c *cli.Context) error {
+					got = globalString(c, "socket")
+					gotEnv = globalString(c, "state-dir")
+					return nil
+				}
+			}
+		}
+		t.Setenv("PORTCULLIS_STATE_DIR", "/tmp/from-env")
+		if err := app.Run(args); err != nil {
+			t.Fatal(err)
+		}
+		if got != "/run/portcullis/portcullis.sock" || gotEnv != "/tmp/from-env" {
+			t.Errorf("%v: socket %q, state dir %q; want the default and the environment's", args, got, gotEnv)
 		}
 	}
 }
