@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -29,6 +31,7 @@ type harness struct {
 	stderr *syncBuffer
 	cancel context.CancelFunc
 	done   chan error
+	reload func() (config.Config, error)
 }
 
 func newHarness(t *testing.T) *harness {
@@ -73,7 +76,7 @@ func (h *harness) start() {
 	from := len(h.stderr.String())
 	go func() {
 		h.done <- h.pair.Server.Do(func() error {
-			return Run(ctx, Options{Config: h.cfg, Logger: log})
+			return Run(ctx, Options{Config: h.cfg, Logger: log, Reload: h.reload})
 		})
 	}()
 	h.waitFor("running", from)
@@ -329,4 +332,52 @@ type testWriter struct{ t *testing.T }
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
+}
+
+// SIGHUP applies a good configuration and keeps the running one when the
+// new one is bad.
+func TestReloadKeepsRunningOnABadConfig(t *testing.T) {
+	h := newHarness(t)
+	reloaded := make(chan struct{}, 4)
+	var bad atomic.Bool
+	bad.Store(true)
+	h.reload = func() (config.Config, error) {
+		defer func() { reloaded <- struct{}{} }()
+		if bad.Load() {
+			return config.Config{}, fmt.Errorf("portcullis.toml:3: verdict.window: invalid duration")
+		}
+		cfg := h.cfg
+		cfg.Datapath.RateLimit.Auth = config.RateLimit{PerMinute: 7, Burst: 3}
+		return cfg, nil
+	}
+	h.start()
+	hup := func() {
+		t.Helper()
+		if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-reloaded:
+		case <-time.After(5 * time.Second):
+			t.Fatal("no reload within 5s of SIGHUP")
+		}
+	}
+	hup()
+	h.waitFor("config reload failed", 0)
+	m := h.maps()
+	if rl, _ := m.RateLimit(maps.ClassAuth); rl.PerMinute != 30 {
+		t.Errorf("a bad reload changed the rate limit to %+v", rl)
+	}
+	// Still working: a ban still happens.
+	for i := 0; i < 5; i++ {
+		h.appendLog(saslFailure("198.18.95.5"))
+	}
+	waitBanned(t, m, netip.MustParsePrefix("198.18.95.5/32"))
+
+	bad.Store(false)
+	hup()
+	h.waitFor("configuration reloaded", 0)
+	if rl, _ := m.RateLimit(maps.ClassAuth); rl.PerMinute != 7 || rl.Burst != 3 {
+		t.Errorf("after a good reload the auth rate limit is %+v, want 7/min burst 3", rl)
+	}
 }
