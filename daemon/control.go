@@ -70,8 +70,8 @@ func Call(ctx context.Context, socket string, req Request) (Response, error) {
 	return resp, nil
 }
 
-func (d *Daemon) serveControl(ctx context.Context) error {
-	path := d.cfg.Daemon.Socket
+// serveControl listens on socket, which start fixed (a reload cannot move it).
+func (d *Daemon) serveControl(ctx context.Context, path string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return fmt.Errorf("create control socket directory: %w", err)
 	}

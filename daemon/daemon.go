@@ -49,8 +49,9 @@ type Daemon struct {
 	now     func() time.Time
 	started time.Time
 
-	// mu orders everything that changes bans: log batches and control
-	// commands. The engine is single-threaded by design.
+	// mu orders everything that changes bans (log batches, control
+	// commands, reloads) and guards cfg, which a reload replaces. The
+	// engine is single-threaded by design.
 	mu     sync.Mutex
 	cfg    config.Config
 	dp     *loader.Datapath
@@ -174,7 +175,8 @@ func (d *Daemon) run(ctx context.Context, opts Options) error {
 	for _, s := range sources {
 		g.Go(func() error { return d.follow(ctx, s) })
 	}
-	g.Go(func() error { return d.serveControl(ctx) })
+	socket := d.cfg.Daemon.Socket
+	g.Go(func() error { return d.serveControl(ctx, socket) })
 	g.Go(func() error { return d.housekeeping(ctx, notify) })
 	g.Go(func() error { return d.reloads(ctx, opts.Reload) })
 	if err := notify.Ready(); err != nil {

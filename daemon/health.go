@@ -131,7 +131,9 @@ func (d *Daemon) housekeeping(ctx context.Context, notify *Notifier) error {
 			d.minutely(ctx)
 		}
 		if n%3600 == 0 {
+			d.mu.Lock()
 			before := d.now().Add(-time.Duration(d.cfg.Store.Retention))
+			d.mu.Unlock()
 			if _, err := d.st.Prune(ctx, before); err != nil {
 				d.log.Error("prune store", "err", err)
 			}
