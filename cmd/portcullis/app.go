@@ -12,6 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
 
+	"github.com/portcullis-mail/portcullis/config"
 	"github.com/portcullis-mail/portcullis/loader"
 	"github.com/portcullis-mail/portcullis/maps"
 )
@@ -112,6 +113,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		explainCommand(),
 		logsCommand(),
 		configCommand(),
+		historyCommand(),
 	}
 	for _, c := range commands {
 		addGlobalFlags(c)
@@ -146,6 +148,11 @@ func globalFlags() []cli.Flag {
 			Usage:   "bpffs directory holding the pinned program, maps and links",
 			EnvVars: []string{"PORTCULLIS_PIN_DIR"},
 			Value:   loader.DefaultPinDir,
+		},
+		&cli.StringFlag{
+			Name:    "state-dir",
+			Usage:   "directory of the daemon's database (default: daemon.state_dir of the config file, else " + config.Default().Daemon.StateDir + ")",
+			EnvVars: []string{"PORTCULLIS_STATE_DIR"},
 		},
 	}
 }
