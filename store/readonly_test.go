@@ -147,3 +147,30 @@ func TestReadOnlyRefusesASchemaItCannotRead(t *testing.T) {
 		})
 	}
 }
+
+func TestReadOnlyDoesNotWaitForAnOpenWriteTransaction(t *testing.T) {
+	dir := t.TempDir()
+	w := openTest(t, dir)
+	commit(t, w, Batch{Bans: []Ban{ban("198.18.0.7/32", base, time.Hour)}})
+	r := openReadOnlyTest(t, dir)
+
+	// The daemon in the middle of a commit holds SQLite's write lock; a
+	// reader in WAL mode reads the last committed state without waiting
+	// (the busy timeout would otherwise hold it for ten seconds).
+	tx, err := w.w.BeginTx(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(t.Context(), `DELETE FROM bans`); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	bans, err := r.Bans(t.Context(), BanFilter{})
+	if err != nil || len(bans) != 1 {
+		t.Fatalf("Bans during a write = %v, %v; want the committed ban", bans, err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("the read waited %v for the writer", d)
+	}
+}
