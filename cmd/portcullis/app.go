@@ -12,7 +12,6 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
 
-	"github.com/portcullis-mail/portcullis/config"
 	"github.com/portcullis-mail/portcullis/loader"
 	"github.com/portcullis-mail/portcullis/maps"
 )
@@ -144,15 +143,16 @@ func globalFlags() []cli.Flag {
 			EnvVars: []string{"PORTCULLIS_CONFIG"},
 		},
 		&cli.StringFlag{
+			Name:    "state-dir",
+			Usage:   "the daemon's state: its SQLite history and read positions",
+			EnvVars: []string{"PORTCULLIS_STATE_DIR"},
+			Value:   "/var/lib/portcullis",
+		},
+		&cli.StringFlag{
 			Name:    "pin-dir",
 			Usage:   "bpffs directory holding the pinned program, maps and links",
 			EnvVars: []string{"PORTCULLIS_PIN_DIR"},
 			Value:   loader.DefaultPinDir,
-		},
-		&cli.StringFlag{
-			Name:    "state-dir",
-			Usage:   "directory of the daemon's database (default: daemon.state_dir of the config file, else " + config.Default().Daemon.StateDir + ")",
-			EnvVars: []string{"PORTCULLIS_STATE_DIR"},
 		},
 	}
 }
