@@ -32,3 +32,37 @@ bench:
 
 clean:
 	rm -rf bin
+
+# Install the binary, the systemd unit and (only when there is none) the
+# default config. DESTDIR stages the tree for a package; PREFIX says where the
+# binary lives on the target, and the unit's ExecStart follows it. Packages
+# put the unit in /lib/systemd/system (UNITDIR=/lib/systemd/system); a local
+# install goes to /etc/systemd/system, where admin units belong. The config
+# path is /etc/portcullis/portcullis.toml whatever the prefix: it is where
+# the binary looks. An admin's config is never overwritten (they compare
+# theirs with `portcullis config default`), and directories that exist keep
+# their modes. The config is 0600: later sections hold alert credentials.
+PREFIX ?= /usr/local
+SBINDIR ?= $(PREFIX)/sbin
+UNITDIR ?= /etc/systemd/system
+CONFDIR = /etc/portcullis
+
+.PHONY: install
+install: build
+	mkdir -p -m 0755 $(DESTDIR)$(SBINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(CONFDIR)
+	@# A new file renamed into place: the running daemon keeps its own.
+	install -m 0755 $(BIN) $(DESTDIR)$(SBINDIR)/portcullis.tmp
+	mv -f $(DESTDIR)$(SBINDIR)/portcullis.tmp $(DESTDIR)$(SBINDIR)/portcullis
+	sed 's|^ExecStart=/usr/local/sbin/portcullis |ExecStart=$(SBINDIR)/portcullis |' contrib/systemd/portcullis.service \
+		> $(DESTDIR)$(UNITDIR)/portcullis.service.tmp
+	chmod 0644 $(DESTDIR)$(UNITDIR)/portcullis.service.tmp
+	mv -f $(DESTDIR)$(UNITDIR)/portcullis.service.tmp $(DESTDIR)$(UNITDIR)/portcullis.service
+	@if [ -e $(DESTDIR)$(CONFDIR)/portcullis.toml ]; then \
+		echo "kept $(DESTDIR)$(CONFDIR)/portcullis.toml (compare with: portcullis config default)"; \
+	else \
+		$(BIN) config default > $(DESTDIR)$(CONFDIR)/portcullis.toml.tmp && \
+		chmod 0600 $(DESTDIR)$(CONFDIR)/portcullis.toml.tmp && \
+		mv $(DESTDIR)$(CONFDIR)/portcullis.toml.tmp $(DESTDIR)$(CONFDIR)/portcullis.toml && \
+		echo "wrote $(DESTDIR)$(CONFDIR)/portcullis.toml"; \
+	fi
+	@echo "then: systemctl daemon-reload && systemctl enable --now portcullis"

@@ -113,6 +113,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		explainCommand(),
 		logsCommand(),
 		configCommand(),
+		historyCommand(),
 	}
 	for _, c := range commands {
 		addGlobalFlags(c)
