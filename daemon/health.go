@@ -162,7 +162,7 @@ func (d *Daemon) minutely(ctx context.Context) {
 
 // reloads applies a new configuration on SIGHUP; a bad one is reported and
 // the running one stays.
-func (d *Daemon) reloads(ctx context.Context, reload func() (config.Config, error)) error {
+func (d *Daemon) reloads(ctx context.Context, reload func() (config.Config, error), notify *Notifier) error {
 	if reload == nil {
 		return nil
 	}
@@ -174,6 +174,7 @@ func (d *Daemon) reloads(ctx context.Context, reload func() (config.Config, erro
 			return nil
 		case <-hup.c:
 		}
+		_ = notify.Reloading()
 		cfg, err := reload()
 		if err == nil {
 			err = cfg.Validate()
@@ -181,13 +182,16 @@ func (d *Daemon) reloads(ctx context.Context, reload func() (config.Config, erro
 		if err != nil {
 			d.setError(fmt.Sprintf("config reload failed: %v", err))
 			d.log.Error("config reload failed; the running configuration stays", "err", err)
+			_ = notify.Ready()
 			continue
 		}
 		if err := d.apply(cfg); err != nil {
 			d.setError(fmt.Sprintf("config reload failed: %v", err))
 			d.log.Error("apply reloaded config", "err", err)
+			_ = notify.Ready()
 			continue
 		}
 		d.log.Info("configuration reloaded")
+		_ = notify.Ready()
 	}
 }
