@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vishvananda/netns"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/portcullis-mail/portcullis/config"
@@ -60,6 +61,10 @@ type Daemon struct {
 	parser *logs.Parser
 	allow  []netip.Prefix // what the engine and the kernel allowlist hold
 
+	// netns is the network namespace the daemon started in: its addresses
+	// are this host's.
+	netns netns.NsHandle
+
 	healthMu sync.Mutex
 	sources  map[string]*sourceHealth
 	lastErr  string
@@ -93,6 +98,11 @@ func start(ctx context.Context, opts Options) (*Daemon, error) {
 		now = time.Now
 	}
 	d := &Daemon{log: log, now: now, started: now(), cfg: cfg, sources: map[string]*sourceHealth{}}
+	ns, err := netns.Get()
+	if err != nil {
+		return nil, fmt.Errorf("open own network namespace: %w", err)
+	}
+	d.netns = ns
 
 	if err := os.MkdirAll(cfg.Daemon.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create state directory: %w", err)
@@ -154,6 +164,9 @@ func start(ctx context.Context, opts Options) (*Daemon, error) {
 }
 
 func (d *Daemon) close() {
+	if d.netns.IsOpen() {
+		d.netns.Close()
+	}
 	if d.st != nil {
 		if err := d.st.Close(); err != nil {
 			d.log.Error("close store", "err", err)
@@ -178,6 +191,7 @@ func (d *Daemon) run(ctx context.Context, opts Options) error {
 	socket := d.cfg.Daemon.Socket
 	g.Go(func() error { return d.serveControl(ctx, socket) })
 	g.Go(func() error { return d.housekeeping(ctx, notify) })
+	g.Go(func() error { return d.watchAddrs(ctx) })
 	g.Go(func() error { return d.reloads(ctx, opts.Reload, notify) })
 	if err := notify.Ready(); err != nil {
 		d.log.Warn("tell systemd we are ready", "err", err)

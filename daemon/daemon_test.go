@@ -381,3 +381,27 @@ func TestReloadKeepsRunningOnABadConfig(t *testing.T) {
 		t.Errorf("after a good reload the auth rate limit is %+v, want 7/min burst 3", rl)
 	}
 }
+
+// A new address of this host is allowlisted at once, not a minute later.
+func TestNewHostAddressIsNeverBanned(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	addr := netip.MustParsePrefix("198.18.96.6/32")
+	h.pair.ServerLink.AddAddrs(t, addr)
+	// The address watch reacts to the kernel's notification; give it a
+	// moment (far less than the minutely refresh this test must not need).
+	time.Sleep(300 * time.Millisecond)
+	for i := 0; i < 10; i++ {
+		h.appendLog(saslFailure("198.18.96.6"))
+	}
+	// A control source after it in the same log: once it is banned, the
+	// host's lines were processed too.
+	for i := 0; i < 5; i++ {
+		h.appendLog(saslFailure("198.18.97.7"))
+	}
+	m := h.maps()
+	waitBanned(t, m, netip.MustParsePrefix("198.18.97.7/32"))
+	if _, err := m.LookupBan(addr); err == nil {
+		t.Fatalf("the host's new address %s was banned", addr)
+	}
+}

@@ -98,25 +98,29 @@ func (d *Daemon) refreshAllowlistLocked() error {
 	if err != nil {
 		return err
 	}
-	all := append(kernel, hostAddrs()...)
+	all := append(kernel, d.hostAddrs()...)
 	d.eng.SetAllowlist(all)
 	d.allow = all
 	return nil
 }
 
-// hostAddrs are every address of this host, never to be banned.
-func hostAddrs() []netip.Prefix {
-	ifaddrs, err := net.InterfaceAddrs()
+// hostAddrs are every address of this host (of the network namespace the
+// daemon started in), never to be banned.
+func (d *Daemon) hostAddrs() []netip.Prefix {
+	h, err := netlink.NewHandleAt(d.netns)
 	if err != nil {
+		d.log.Error("list this host's addresses", "err", err)
+		return nil
+	}
+	defer h.Close()
+	addrs, err := h.AddrList(nil, netlink.FAMILY_ALL)
+	if err != nil {
+		d.log.Error("list this host's addresses", "err", err)
 		return nil
 	}
 	var out []netip.Prefix
-	for _, a := range ifaddrs {
-		ipn, ok := a.(*net.IPNet)
-		if !ok {
-			continue
-		}
-		addr, ok := netip.AddrFromSlice(ipn.IP)
+	for _, a := range addrs {
+		addr, ok := netip.AddrFromSlice(a.IP)
 		if !ok {
 			continue
 		}
@@ -183,4 +187,34 @@ func notifyHUP() hupSignal {
 	c := make(chan os.Signal, 1)
 	signal.Notify(c, syscall.SIGHUP)
 	return hupSignal{c: c, stop: func() { signal.Stop(c) }}
+}
+
+// watchAddrs refreshes the allowlist as soon as this host gains or loses an
+// address (DHCP, SLAAC, a new VPN), so its own new address is never banned;
+// the minutely refresh stays as the safety net.
+func (d *Daemon) watchAddrs(ctx context.Context) error {
+	updates := make(chan netlink.AddrUpdate, 64)
+	done := make(chan struct{})
+	defer close(done)
+	ns := d.netns
+	if err := netlink.AddrSubscribeWithOptions(updates, done, netlink.AddrSubscribeOptions{Namespace: &ns}); err != nil {
+		d.log.Warn("cannot watch this host's addresses; the allowlist follows them once a minute", "err", err)
+		return nil
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case u, ok := <-updates:
+			if !ok {
+				d.log.Warn("address watch ended; the allowlist follows this host's addresses once a minute")
+				return nil
+			}
+			if err := d.refreshAllowlist(); err != nil {
+				d.log.Error("refresh allowlist", "err", err)
+			} else {
+				d.log.Debug("host address changed", "addr", u.LinkAddress.String(), "added", u.NewAddr)
+			}
+		}
+	}
 }
