@@ -233,6 +233,7 @@ func printDaemon(w io.Writer, d *daemon.Status) {
 		}
 	}
 	fmt.Fprintf(w, "last hour:\t%d events, %d bans\n", d.EventsHour, d.BansHour)
+	fmt.Fprintf(w, "sources tracked:\t%d (%d evicted, stalest first, to bound memory)\n", d.Tracked, d.Evicted)
 	if d.LastError != "" {
 		fmt.Fprintf(w, "last error:\t%s\n", d.LastError)
 	}
