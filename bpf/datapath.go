@@ -21,6 +21,8 @@ type (
 	Ban = portcullisPcBan
 	// Source is the per-source rate-limit and SYN state.
 	Source = portcullisPcSource
+	// Geo is the value of a geo trie entry: a country and the classes it drops.
+	Geo = portcullisPcGeo
 )
 
 // Names of the program and maps, as pinned.
@@ -36,6 +38,26 @@ const (
 	MapConfig       = portcullisMapConfig
 	MapCounters     = portcullisMapCounters
 	MapSources      = portcullisMapSources
+	// The geo tries, two sets of IPv4 and IPv6, and the drops per country.
+	MapGeo4_0   = portcullisMapGeo40
+	MapGeo4_1   = portcullisMapGeo41
+	MapGeo6_0   = portcullisMapGeo60
+	MapGeo6_1   = portcullisMapGeo61
+	MapGeoDrops = portcullisMapGeoDrops
+)
+
+// Geo policy (PC_GEO_* in portcullis.h).
+const (
+	GeoOther   uint16 = 676 // in the database, a country no policy names
+	GeoUnknown uint16 = 677 // not in the database
+	GeoMax     uint32 = 678
+
+	GeoBitAll uint8 = 1 // bit of the `all` class in drop masks; class c is 1<<c
+
+	GeoCfgOn           uint64 = 1
+	GeoCfgSet          uint64 = 2
+	GeoCfgUnknownShift        = 8
+	GeoCfgClassesShift        = 16
 )
 
 // Port classes (enum pc_class).
@@ -99,6 +121,7 @@ const (
 	ExplainAllowlisted uint8 = 1
 	ExplainSYN         uint8 = 2
 	ExplainTracked     uint8 = 4
+	ExplainGeo         uint8 = 8
 )
 
 // ExplainMagic marks XDP metadata as a request to explain (PC_EXPLAIN_MAGIC).
@@ -116,6 +139,10 @@ type Explain struct {
 	BanPlen uint8
 	Tokens  uint32 // 0xffffffff when the class has no rate limit
 	Action  uint32 // XDP action
+	// GeoCountry is the source's country index (or GeoOther, GeoUnknown)
+	// and GeoDrop the classes its entry drops, when Flags has ExplainGeo.
+	GeoCountry uint16
+	GeoDrop    uint8
 }
 
 // ExplainRequest returns the metadata that asks the program to explain.
@@ -138,6 +165,9 @@ func ParseExplain(out []byte) (Explain, error) {
 		BanPlen: out[7],
 		Tokens:  binary.NativeEndian.Uint32(out[8:]),
 		Action:  binary.NativeEndian.Uint32(out[12:]),
+
+		GeoCountry: binary.NativeEndian.Uint16(out[16:]),
+		GeoDrop:    out[18],
 	}, nil
 }
 

@@ -3,4 +3,4 @@
 // portcullis needs no clang; `make generate` rebuilds them from the C source.
 package bpf
 
-//go:generate go tool bpf2go -tags linux -target bpfel -type pc_addr -type pc_lpm_key -type pc_lpm4_key -type pc_lpm6_key -type pc_ban -type pc_source portcullis portcullis.c -- -O2 -g -Wall -Werror -mcpu=v3 -I/usr/include/x86_64-linux-gnu
+//go:generate go tool bpf2go -tags linux -target bpfel -type pc_addr -type pc_lpm_key -type pc_lpm4_key -type pc_lpm6_key -type pc_ban -type pc_source -type pc_geo portcullis portcullis.c -- -O2 -g -Wall -Werror -mcpu=v3 -I/usr/include/x86_64-linux-gnu

@@ -6,7 +6,7 @@
  * Verdict order (see README "How the datapath decides"):
  *   1. allowlisted source            -> pass (the allowlist always wins)
  *   2. unexpired ban covering packet -> drop
- *   3. geo policy                    -> (slot, later)
+ *   3. geo policy of the source's country -> drop
  *   4. SYN to a protected port over its class's rate -> drop
  *   5. pass
  * The allowlist only matters when something would drop, so it is consulted
@@ -105,6 +105,31 @@ struct {
 	__type(value, struct pc_source);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sources SEC(".maps");
+
+/* Geo tries, two sets (see portcullis.h): _0 and _1. */
+#define GEO_TRIE(name, keytype)                                 \
+	struct {                                                \
+		__uint(type, BPF_MAP_TYPE_LPM_TRIE);            \
+		__uint(map_flags, BPF_F_NO_PREALLOC);           \
+		__uint(max_entries, 1048576);                   \
+		__type(key, keytype);                           \
+		__type(value, struct pc_geo);                   \
+		__uint(pinning, LIBBPF_PIN_BY_NAME);            \
+	} name SEC(".maps")
+
+GEO_TRIE(geo4_0, struct pc_lpm4_key);
+GEO_TRIE(geo4_1, struct pc_lpm4_key);
+GEO_TRIE(geo6_0, struct pc_lpm_key);
+GEO_TRIE(geo6_1, struct pc_lpm_key);
+
+/* Packets dropped by geo policy, per country index. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, PC_GEO_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} geo_drops SEC(".maps");
 
 /* What parsing found out about a packet. */
 struct pkt {
@@ -418,6 +443,50 @@ static __always_inline int rate_limit(struct pkt *p, __u32 class, struct pc_expl
 	return 0; /* lost every race: let this one through */
 }
 
+/* geo_entry looks the source up in the live set of geo tries. */
+static __always_inline struct pc_geo *geo_entry(struct pkt *p, __u64 g)
+{
+	if (p->ipv6) {
+		struct pc_lpm_key k = {.prefixlen = 128};
+		__builtin_memcpy(k.a, p->src.a, sizeof(k.a));
+		if (g & PC_GEO_CFG_SET)
+			return bpf_map_lookup_elem(&geo6_1, &k);
+		return bpf_map_lookup_elem(&geo6_0, &k);
+	}
+	struct pc_lpm4_key k = {.prefixlen = 32, .addr = p->src.a[3]};
+	if (g & PC_GEO_CFG_SET)
+		return bpf_map_lookup_elem(&geo4_1, &k);
+	return bpf_map_lookup_elem(&geo4_0, &k);
+}
+
+/* geo_drop returns the country index to count the drop against when the
+ * geo policy drops the packet, or -1 when it does not. A `all` policy sees
+ * every packet; a class policy sees SYNs to its ports. */
+static __always_inline int geo_drop(struct pkt *p, __u32 class, __u64 g, struct pc_explain *ex)
+{
+	__u32 applies = PC_GEO_BIT_ALL;
+	if (p->syn && class != PC_CLASS_NONE)
+		applies |= 1 << class;
+	applies &= g >> PC_GEO_CFG_CLASSES_SHIFT;
+	if (!applies && !ex)
+		return -1;
+	struct pc_geo *v = geo_entry(p, g);
+	__u32 country = PC_GEO_UNKNOWN;
+	__u32 drop = (g >> PC_GEO_CFG_UNKNOWN_SHIFT) & 0xff;
+	if (v) {
+		country = v->country;
+		drop = v->drop;
+	}
+	if (ex) {
+		ex->flags |= PC_EXPLAIN_GEO;
+		ex->geo_country = country;
+		ex->geo_drop = drop;
+	}
+	if (!(drop & applies))
+		return -1;
+	return country;
+}
+
 static __always_inline int finish(struct pc_explain *ex, __u32 rule, __u32 counter, int action)
 {
 	count(counter, ex);
@@ -493,7 +562,21 @@ int portcullis(struct xdp_md *ctx)
 		return finish(ex, rule, PC_CNT_DROPPED_BAN, XDP_DROP);
 	}
 
-	/* Geo policy goes here (after bans, before the rate limit). */
+	__u64 g = cfg(PC_CFG_HAVE_GEO);
+	if (g) {
+		int country = geo_drop(&p, class, g, ex);
+		if (country >= 0) {
+			if (allowlisted(&p.src))
+				return finish(ex, PC_RULE_ALLOW, PC_CNT_ALLOWLISTED, XDP_PASS);
+			if (!ex) {
+				__u32 idx = country;
+				__u64 *n = bpf_map_lookup_elem(&geo_drops, &idx);
+				if (n)
+					*n += 1;
+			}
+			return finish(ex, PC_RULE_GEO, PC_CNT_DROPPED_GEO, XDP_DROP);
+		}
+	}
 
 	if (class == PC_CLASS_NONE || !p.syn)
 		return finish(ex, PC_RULE_PASS, PC_CNT_PASSED, XDP_PASS);

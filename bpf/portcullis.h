@@ -29,7 +29,7 @@ enum pc_config {
 	PC_CFG_HAVE_EXACT = 0,  /* nonzero: the exact ban map may hold entries */
 	PC_CFG_HAVE_PREFIX4 = 1, /* nonzero: the IPv4 prefix ban trie may hold entries */
 	PC_CFG_HAVE_ALLOW = 2,  /* nonzero: the allowlist may hold entries */
-	PC_CFG_HAVE_GEO = 3,    /* reserved for geo policy */
+	PC_CFG_HAVE_GEO = 3,    /* geo policy, 0 = none; see PC_GEO_CFG_* */
 	PC_CFG_HAVE_PREFIX6 = 4, /* nonzero: the IPv6 prefix ban trie (/0 to /64) may hold entries */
 	PC_CFG_BOOT_OFFSET = 5,  /* CLOCK_BOOTTIME - CLOCK_MONOTONIC in ns, kept current by userspace */
 	PC_CFG_HAVE_PREFIX6L = 6, /* nonzero: the long IPv6 prefix ban trie (/65 to /127) may hold entries */
@@ -45,7 +45,7 @@ enum pc_counter {
 	PC_CNT_ALLOWLISTED = 1, /* would have been dropped, the allowlist passed it */
 	PC_CNT_DROPPED_BAN = 2,
 	PC_CNT_DROPPED_RATE = 3,
-	PC_CNT_DROPPED_GEO = 4, /* reserved for geo policy */
+	PC_CNT_DROPPED_GEO = 4, /* dropped by a country policy */
 	PC_CNT_SYN_MX = 5,
 	PC_CNT_SYN_AUTH = 6,
 	PC_CNT_MALFORMED = 7,
@@ -116,13 +116,14 @@ enum pc_rule {
 	PC_RULE_ALLOW = 3,     /* would drop, allowlisted */
 	PC_RULE_BAN_EXACT = 4,
 	PC_RULE_BAN_PREFIX = 5,
-	PC_RULE_GEO = 6, /* reserved */
+	PC_RULE_GEO = 6,       /* dropped by a country policy */
 	PC_RULE_RATE = 7,
 };
 
 #define PC_EXPLAIN_ALLOWLISTED 1 /* the source is in the allowlist */
 #define PC_EXPLAIN_SYN 2         /* the packet is a SYN to a protected port */
 #define PC_EXPLAIN_TRACKED 4     /* the source has a rate-limit entry */
+#define PC_EXPLAIN_GEO 8         /* geo was looked up: geo_country is set */
 
 struct pc_explain {
 	__u32 magic;
@@ -132,7 +133,44 @@ struct pc_explain {
 	__u8 ban_plen;
 	__u32 tokens; /* tokens in the source's bucket before this SYN */
 	__u32 action; /* the XDP action */
-	__u64 _reserved[2];
+	__u16 geo_country; /* PC_GEO_* index of the source, with PC_EXPLAIN_GEO */
+	__u8 geo_drop;     /* the classes (PC_GEO_BIT_*) its geo entry drops */
+	__u8 _pad;
+	__u32 _reserved0;
+	__u64 _reserved1;
+};
+
+/* Geo policy.
+ *
+ * Countries are indexed by their ISO 3166 code: (c0-'A')*26 + (c1-'A').
+ * The tries hold only the prefixes of countries some policy names, each with
+ * the classes it drops; when a policy must tell "another country" from "not
+ * in the database" (an allow-list, or unknown = drop on a deny-list), they
+ * also hold the rest of the database's coverage as PC_GEO_OTHER, merged into
+ * large ranges. An address in no trie entry is PC_GEO_UNKNOWN and takes the
+ * drop mask in the config word.
+ *
+ * There are two sets of tries; the config word names the live one, so a new
+ * database or policy is built completely in the other set and switched to
+ * with one 8-byte write, which also carries the masks of that policy. */
+#define PC_GEO_OTHER 676   /* in the database, a country no policy names */
+#define PC_GEO_UNKNOWN 677 /* not in the database */
+#define PC_GEO_MAX 678
+
+/* Bits of a drop or policy mask: one per port class, bit 0 for `all`. */
+#define PC_GEO_BIT_ALL 1
+/* (1 << PC_CLASS_MX) = 2, (1 << PC_CLASS_AUTH) = 4 */
+
+/* The PC_CFG_HAVE_GEO word. */
+#define PC_GEO_CFG_ON 1                /* a policy exists */
+#define PC_GEO_CFG_SET 2               /* the live set: 0 or 1 */
+#define PC_GEO_CFG_UNKNOWN_SHIFT 8     /* drop mask of addresses not in the tries */
+#define PC_GEO_CFG_CLASSES_SHIFT 16    /* mask of classes that have a policy */
+
+struct pc_geo {
+	__u16 country; /* country index, or PC_GEO_OTHER */
+	__u8 drop;     /* classes this prefix is dropped for (PC_GEO_BIT_*) */
+	__u8 _pad;
 };
 
 #endif

@@ -30,6 +30,13 @@ type portcullisPcBan struct {
 	Reason  [48]int8
 }
 
+type portcullisPcGeo struct {
+	_       structs.HostLayout
+	Country uint16
+	Drop    uint8
+	Pad     uint8
+}
+
 type portcullisPcLpm4Key struct {
 	_         structs.HostLayout
 	Prefixlen uint32
@@ -64,6 +71,11 @@ const (
 	portcullisMapBans         = "bans"
 	portcullisMapConfig       = "config"
 	portcullisMapCounters     = "counters"
+	portcullisMapGeo40        = "geo4_0"
+	portcullisMapGeo41        = "geo4_1"
+	portcullisMapGeo60        = "geo6_0"
+	portcullisMapGeo61        = "geo6_1"
+	portcullisMapGeoDrops     = "geo_drops"
 	portcullisMapPorts        = "ports"
 	portcullisMapPrefixBans4  = "prefix_bans4"
 	portcullisMapPrefixBans6  = "prefix_bans6"
@@ -125,6 +137,11 @@ type portcullisMapSpecs struct {
 	Bans         *ebpf.MapSpec `ebpf:"bans"`
 	Config       *ebpf.MapSpec `ebpf:"config"`
 	Counters     *ebpf.MapSpec `ebpf:"counters"`
+	Geo40        *ebpf.MapSpec `ebpf:"geo4_0"`
+	Geo41        *ebpf.MapSpec `ebpf:"geo4_1"`
+	Geo60        *ebpf.MapSpec `ebpf:"geo6_0"`
+	Geo61        *ebpf.MapSpec `ebpf:"geo6_1"`
+	GeoDrops     *ebpf.MapSpec `ebpf:"geo_drops"`
 	Ports        *ebpf.MapSpec `ebpf:"ports"`
 	PrefixBans4  *ebpf.MapSpec `ebpf:"prefix_bans4"`
 	PrefixBans6  *ebpf.MapSpec `ebpf:"prefix_bans6"`
@@ -162,6 +179,11 @@ type portcullisMaps struct {
 	Bans         *ebpf.Map `ebpf:"bans"`
 	Config       *ebpf.Map `ebpf:"config"`
 	Counters     *ebpf.Map `ebpf:"counters"`
+	Geo40        *ebpf.Map `ebpf:"geo4_0"`
+	Geo41        *ebpf.Map `ebpf:"geo4_1"`
+	Geo60        *ebpf.Map `ebpf:"geo6_0"`
+	Geo61        *ebpf.Map `ebpf:"geo6_1"`
+	GeoDrops     *ebpf.Map `ebpf:"geo_drops"`
 	Ports        *ebpf.Map `ebpf:"ports"`
 	PrefixBans4  *ebpf.Map `ebpf:"prefix_bans4"`
 	PrefixBans6  *ebpf.Map `ebpf:"prefix_bans6"`
@@ -175,6 +197,11 @@ func (m *portcullisMaps) Close() error {
 		m.Bans,
 		m.Config,
 		m.Counters,
+		m.Geo40,
+		m.Geo41,
+		m.Geo60,
+		m.Geo61,
+		m.GeoDrops,
 		m.Ports,
 		m.PrefixBans4,
 		m.PrefixBans6,

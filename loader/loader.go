@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
@@ -287,7 +288,10 @@ func upgrade(opts Options, fresh *ebpf.Program) (*ebpf.Program, error) {
 	return prog, nil
 }
 
-// sameProgram compares by tag, the kernel's hash of the instructions.
+// sameProgram compares by tag, the kernel's hash of the instructions, and
+// by the maps each uses: the tag leaves map references out, and a program
+// that uses maps other than the pinned ones (a map new in this build was
+// created beside a program that holds a stale one) must be replaced too.
 func sameProgram(a, b *ebpf.Program) (bool, error) {
 	ai, err := a.Info()
 	if err != nil {
@@ -297,7 +301,21 @@ func sameProgram(a, b *ebpf.Program) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("program info: %w", err)
 	}
-	return ai.Tag == bi.Tag, nil
+	if ai.Tag != bi.Tag {
+		return false, nil
+	}
+	am, aok := ai.MapIDs()
+	bm, bok := bi.MapIDs()
+	if !aok || !bok {
+		return true, nil // the kernel does not say: trust the tag
+	}
+	return slices.Equal(sortedIDs(am), sortedIDs(bm)), nil
+}
+
+func sortedIDs(ids []ebpf.MapID) []ebpf.MapID {
+	out := slices.Clone(ids)
+	slices.Sort(out)
+	return out
 }
 
 // PinDir is where the datapath is pinned.

@@ -22,6 +22,7 @@ import (
 var pinnedNames = slices.Sorted(slices.Values([]string{
 	bpf.MapAllowlist, bpf.MapBans, bpf.MapConfig, bpf.MapCounters, bpf.MapPorts,
 	bpf.MapPrefixBans4, bpf.MapPrefixBans6, bpf.MapPrefixBans6L, bpf.MapSources, "links", "portcullis",
+	bpf.MapGeo4_0, bpf.MapGeo4_1, bpf.MapGeo6_0, bpf.MapGeo6_1, bpf.MapGeoDrops,
 }))
 
 func TestLoadCreatesPinDirAtomically(t *testing.T) {

@@ -38,26 +38,39 @@ type Maps struct {
 	config       *ebpf.Map
 	counters     *ebpf.Map
 	sources      *ebpf.Map
+	geo4         [2]*ebpf.Map // nil when the pinned set predates geo
+	geo6         [2]*ebpf.Map
+	geoDrops     *ebpf.Map
 }
 
 // names lists each map with the field that holds it.
+// Maps added after the first release are optional when opening a pinned
+// set: a set made by an older build is read without them until the next
+// load adds them.
 func (m *Maps) fields() []struct {
-	name string
-	ptr  **ebpf.Map
+	name     string
+	ptr      **ebpf.Map
+	optional bool
 } {
 	return []struct {
-		name string
-		ptr  **ebpf.Map
+		name     string
+		ptr      **ebpf.Map
+		optional bool
 	}{
-		{bpf.MapBans, &m.bans},
-		{bpf.MapPrefixBans4, &m.prefixBans4},
-		{bpf.MapPrefixBans6, &m.prefixBans6},
-		{bpf.MapPrefixBans6L, &m.prefixBans6L},
-		{bpf.MapAllowlist, &m.allow},
-		{bpf.MapPorts, &m.ports},
-		{bpf.MapConfig, &m.config},
-		{bpf.MapCounters, &m.counters},
-		{bpf.MapSources, &m.sources},
+		{bpf.MapBans, &m.bans, false},
+		{bpf.MapPrefixBans4, &m.prefixBans4, false},
+		{bpf.MapPrefixBans6, &m.prefixBans6, false},
+		{bpf.MapPrefixBans6L, &m.prefixBans6L, false},
+		{bpf.MapAllowlist, &m.allow, false},
+		{bpf.MapPorts, &m.ports, false},
+		{bpf.MapConfig, &m.config, false},
+		{bpf.MapCounters, &m.counters, false},
+		{bpf.MapSources, &m.sources, false},
+		{bpf.MapGeo4_0, &m.geo4[0], true},
+		{bpf.MapGeo4_1, &m.geo4[1], true},
+		{bpf.MapGeo6_0, &m.geo6[0], true},
+		{bpf.MapGeo6_1, &m.geo6[1], true},
+		{bpf.MapGeoDrops, &m.geoDrops, true},
 	}
 }
 
@@ -71,6 +84,9 @@ func Open(pinDir string) (*Maps, error) {
 	m := &Maps{}
 	for _, f := range m.fields() {
 		mp, err := ebpf.LoadPinnedMap(filepath.Join(pinDir, f.name), nil)
+		if err != nil && f.optional && errors.Is(err, os.ErrNotExist) {
+			continue
+		}
 		if err != nil {
 			m.Close()
 			if errors.Is(err, os.ErrNotExist) {
