@@ -33,6 +33,7 @@ type Config struct {
 	Verdict  Verdict  `toml:"verdict"`
 	Datapath Datapath `toml:"datapath"`
 	Store    Store    `toml:"store"`
+	Geo      Geo      `toml:"geo"`
 }
 
 // Daemon is how the daemon runs.
@@ -176,6 +177,36 @@ type Store struct {
 	Retention Duration `toml:"retention"`
 }
 
+// Geo is country policy, from a MaxMind-format (.mmdb) database.
+type Geo struct {
+	// Database is the .mmdb file; empty: no geo policy and no countries in
+	// the store.
+	Database string      `toml:"database"`
+	Policy   GeoPolicies `toml:"policy"`
+}
+
+// GeoPolicies is the country policy of each port class; All sees every
+// packet from the source, the others SYNs to their ports.
+type GeoPolicies struct {
+	MX   GeoPolicy `toml:"mx"`
+	Auth GeoPolicy `toml:"auth"`
+	All  GeoPolicy `toml:"all"`
+}
+
+// GeoPolicy is a deny-list or an allow-list of ISO 3166 country codes (an
+// empty list is no list). Unknown ("pass" or "drop") decides addresses the
+// database does not place.
+type GeoPolicy struct {
+	Deny    []string `toml:"deny"`
+	Allow   []string `toml:"allow"`
+	Unknown string   `toml:"unknown"`
+}
+
+// Active reports whether the policy drops anything.
+func (p GeoPolicy) Active() bool {
+	return len(p.Deny) > 0 || len(p.Allow) > 0 || p.Unknown == "drop"
+}
+
 const day = 24 * time.Hour
 
 // Default is the configuration when no file says otherwise.
@@ -217,5 +248,10 @@ func Default() Config {
 			Capacity: Capacity{Bans: 1_000_000, PrefixBans: 65536, Allowlist: 4096, Sources: 1_000_000},
 		},
 		Store: Store{Retention: Duration(400 * day)},
+		Geo: Geo{Policy: GeoPolicies{
+			MX:   GeoPolicy{Deny: []string{}, Allow: []string{}, Unknown: "pass"},
+			Auth: GeoPolicy{Deny: []string{}, Allow: []string{}, Unknown: "pass"},
+			All:  GeoPolicy{Deny: []string{}, Allow: []string{}, Unknown: "pass"},
+		}},
 	}
 }

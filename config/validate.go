@@ -171,8 +171,46 @@ func (c Config) problems() []problem {
 		ch.atLeast(cp.key, int(cp.n), 1)
 	}
 
+	c.Geo.problems(&ch)
+
 	if c.Store.Retention < Duration(24*time.Hour) {
 		ch.addf("store.retention", "%s is too short (at least 1d)", c.Store.Retention)
 	}
 	return ch
+}
+
+func (g Geo) problems(ch *checker) {
+	active := ""
+	for _, p := range []struct {
+		class string
+		GeoPolicy
+	}{{"mx", g.Policy.MX}, {"auth", g.Policy.Auth}, {"all", g.Policy.All}} {
+		key := "geo.policy." + p.class
+		if len(p.Deny) > 0 && len(p.Allow) > 0 {
+			ch.addf(key+".allow", "a class has either a deny list or an allow list, not both")
+		}
+		for _, list := range []struct {
+			name  string
+			codes []string
+		}{{"deny", p.Deny}, {"allow", p.Allow}} {
+			for i, c := range list.codes {
+				if !isCountryCode(c) {
+					ch.addf(fmt.Sprintf("%s.%s[%d]", key, list.name, i), "%q is not a two-letter country code such as \"NZ\" (ISO 3166, upper case)", c)
+				}
+			}
+		}
+		ch.oneOf(key+".unknown", p.Unknown, "pass", "drop")
+		if p.Active() && active == "" {
+			active = key
+		}
+	}
+	if g.Database != "" {
+		ch.absPath("geo.database", g.Database)
+	} else if active != "" {
+		ch.addf(active, "a geo policy needs [geo] database (a .mmdb file such as /var/lib/GeoIP/GeoLite2-Country.mmdb)")
+	}
+}
+
+func isCountryCode(c string) bool {
+	return len(c) == 2 && c[0] >= 'A' && c[0] <= 'Z' && c[1] >= 'A' && c[1] <= 'Z'
 }

@@ -26,6 +26,12 @@ type Explanation struct {
 	Tokens      uint32       // tokens in the source's bucket before this SYN
 	Limited     bool         // the class has a rate limit
 	RateLimit   maps.RateLimit
+	// Geo says the program looked the source up in its geo tries (a geo
+	// policy exists): GeoCountry is its country code, maps.CountryOther or
+	// maps.CountryUnknown, and GeoDrop the classes its entry drops.
+	Geo        bool
+	GeoCountry string
+	GeoDrop    maps.GeoMask
 }
 
 // RuleNames are the names of enum pc_rule as users see them.
@@ -90,6 +96,9 @@ func (d *Datapath) Explain(addr netip.Addr, port uint16) (Explanation, error) {
 		Allowlisted: ex.Flags&bpf.ExplainAllowlisted != 0,
 		Tracked:     ex.Flags&bpf.ExplainTracked != 0,
 		Tokens:      ex.Tokens,
+	}
+	if ex.Flags&bpf.ExplainGeo != 0 {
+		e.Geo, e.GeoCountry, e.GeoDrop = true, maps.CountryCode(ex.GeoCountry), maps.GeoMask(ex.GeoDrop)
 	}
 	if ret == 1 { // XDP_DROP
 		e.Action = "drop"

@@ -335,3 +335,71 @@ func TestLoadNeedsBPFFS(t *testing.T) {
 		t.Errorf("error does not explain the missing bpffs: %v", err)
 	}
 }
+
+// TestLoadAddsGeoMapsToAnOlderPinnedSet: a pin directory made by a build
+// without the geo maps is upgraded in place by the next Load: the new maps
+// are created and pinned, the program is replaced by one that uses them,
+// and every ban stays.
+func TestLoadAddsGeoMapsToAnOlderPinnedSet(t *testing.T) {
+	dir := newPinDir(t)
+	first := load(t, dir, smallCapacity)
+	banned := netip.MustParsePrefix("198.18.7.9/32")
+	if err := first.Maps.AddBan(maps.Ban{Prefix: banned, Scope: maps.ScopeAll, Reason: "before geo"}); err != nil {
+		t.Fatal(err)
+	}
+	firstProg, err := loader.ProgramInfo(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What an older build pinned: everything but the geo maps.
+	geoMaps := []string{bpf.MapGeo4_0, bpf.MapGeo4_1, bpf.MapGeo6_0, bpf.MapGeo6_1, bpf.MapGeoDrops}
+	for _, name := range geoMaps {
+		if err := os.Remove(filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old, err := maps.Open(dir)
+	if err != nil {
+		t.Fatalf("open a pinned set without geo maps: %v", err)
+	}
+	if _, err := old.GeoStatus(); !errors.Is(err, maps.ErrNoGeoMaps) {
+		t.Errorf("geo status of an older set = %v, want ErrNoGeoMaps", err)
+	}
+	old.Close()
+
+	second := load(t, dir, loader.Capacity{})
+	for _, name := range geoMaps {
+		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+			t.Errorf("map %s not pinned by the upgrade: %v", name, err)
+		}
+	}
+	if b, err := second.Maps.LookupBan(banned); err != nil || b.Reason != "before geo" {
+		t.Errorf("ban after the upgrade = %+v, %v", b, err)
+	}
+	secondProg, err := loader.ProgramInfo(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if secondProg == firstProg {
+		t.Error("the pinned program, which used the old geo maps, was kept")
+	}
+	src := netip.MustParseAddr("198.18.130.1")
+	if err := second.Maps.SetGeo(maps.GeoTable{
+		Countries: map[string]maps.GeoCountry{"IR": {Prefixes: []netip.Prefix{netip.MustParsePrefix("198.18.130.0/24")}, Drop: maps.GeoAuth}},
+		Classes:   maps.GeoAuth,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	pinned, err := loader.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pinned.Close()
+	e, err := pinned.Explain(src, 587)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Action != "drop" || e.Rule != "geo" || e.GeoCountry != "IR" {
+		t.Errorf("the pinned program after the upgrade: %s by %s in %q, want drop by geo in IR", e.Action, e.Rule, e.GeoCountry)
+	}
+}
