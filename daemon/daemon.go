@@ -65,6 +65,8 @@ type Daemon struct {
 	// are this host's.
 	netns netns.NsHandle
 
+	geo geoState
+
 	healthMu sync.Mutex
 	sources  map[string]*sourceHealth
 	lastErr  string
@@ -98,6 +100,7 @@ func start(ctx context.Context, opts Options) (*Daemon, error) {
 		now = time.Now
 	}
 	d := &Daemon{log: log, now: now, started: now(), cfg: cfg, sources: map[string]*sourceHealth{}}
+	d.geo.rewatch = make(chan struct{}, 1)
 	ns, err := netns.Get()
 	if err != nil {
 		return nil, fmt.Errorf("open own network namespace: %w", err)
@@ -156,6 +159,10 @@ func start(ctx context.Context, opts Options) (*Daemon, error) {
 		d.close()
 		return nil, err
 	}
+	if err := d.applyGeo(cfg.Geo); err != nil {
+		d.close()
+		return nil, err
+	}
 	if err := d.attach(cfg.Daemon.Interfaces); err != nil {
 		d.close()
 		return nil, err
@@ -172,6 +179,7 @@ func (d *Daemon) close() {
 			d.log.Error("close store", "err", err)
 		}
 	}
+	d.closeGeo()
 	if d.dp != nil {
 		d.dp.Close() // pins stay: enforcement continues
 	}
@@ -192,6 +200,7 @@ func (d *Daemon) run(ctx context.Context, opts Options) error {
 	g.Go(func() error { return d.serveControl(ctx, socket) })
 	g.Go(func() error { return d.housekeeping(ctx, notify) })
 	g.Go(func() error { return d.watchAddrs(ctx) })
+	g.Go(func() error { return d.watchGeo(ctx) })
 	g.Go(func() error { return d.reloads(ctx, opts.Reload, notify) })
 	if err := notify.Ready(); err != nil {
 		d.log.Warn("tell systemd we are ready", "err", err)

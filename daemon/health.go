@@ -21,6 +21,7 @@ type Status struct {
 	LastError  string         `json:"last_error,omitempty"`
 	Tracked    int            `json:"tracked_sources"`
 	Evicted    uint64         `json:"evicted_sources"`
+	Geo        *GeoInfo       `json:"geo,omitempty"`
 }
 
 // SourceStatus is one log source's progress.
@@ -100,6 +101,7 @@ func (d *Daemon) status(ctx context.Context) (Status, error) {
 	es := d.eng.Stats()
 	d.mu.Unlock()
 	st.Tracked, st.Evicted = es.Tracked, es.Evicted
+	st.Geo = d.geoInfo()
 	return st, nil
 }
 

@@ -103,7 +103,10 @@ func (d *Daemon) handle(ctx context.Context, h *sourceHealth, b logs.Batch) erro
 	now := d.now()
 	var events []logs.Event
 	for _, l := range b.Lines {
-		d.parser.Parse(l, func(ev logs.Event) { events = append(events, ev) })
+		d.parser.Parse(l, func(ev logs.Event) {
+			ev.Country = d.country(ev.Addr)
+			events = append(events, ev)
+		})
 	}
 	var (
 		kbans []maps.Ban

@@ -61,6 +61,12 @@ func (d *Daemon) apply(cfg config.Config) error {
 	if err != nil {
 		return err
 	}
+	// First, so that a database that cannot be loaded leaves everything
+	// as it was; the database file is read again even when its path did
+	// not change.
+	if err := d.applyGeo(cfg.Geo); err != nil {
+		return err
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	old := d.cfg

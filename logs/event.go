@@ -58,4 +58,7 @@ type Event struct {
 	Attempts int        // how many attempts this line stands for (>= 1)
 	Rule     string     // the name of the rule that matched
 	Origin   Origin
+	// Country is the client's ISO 3166 code when a geo database places
+	// it; the daemon fills it in, parsers leave it empty.
+	Country string
 }

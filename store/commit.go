@@ -77,7 +77,7 @@ func checkEvent(ev logs.Event) error {
 // parameters (eventColumns each).
 const eventsPerInsert = 200
 
-const eventColumns = 10
+const eventColumns = 11
 
 func insertEvents(ctx context.Context, tx *sql.Tx, events []logs.Event) error {
 	if len(events) == 0 {
@@ -94,7 +94,7 @@ func insertEvents(ctx context.Context, tx *sql.Tx, events []logs.Event) error {
 				attempts = 1 // an event is at least one attempt
 			}
 			args = append(args, ev.Time.UnixNano(), ev.Service, string(ev.Kind), addrBytes(ev.Addr),
-				ev.User, ev.Rule, attempts, ev.Origin.File, ev.Origin.Line, ev.Origin.Cursor)
+				ev.User, ev.Rule, attempts, ev.Origin.File, ev.Origin.Line, ev.Origin.Cursor, nullString(ev.Country))
 		}
 		var err error
 		if n == eventsPerInsert {
@@ -117,8 +117,8 @@ func insertEvents(ctx context.Context, tx *sql.Tx, events []logs.Event) error {
 }
 
 func insertEventsSQL(rows int) string {
-	const head = `INSERT INTO events (time, service, kind, addr, login, rule, attempts, origin_file, origin_line, origin_cursor) VALUES `
-	const row = `(?,?,?,?,?,?,?,?,?,?)`
+	const head = `INSERT INTO events (time, service, kind, addr, login, rule, attempts, origin_file, origin_line, origin_cursor, country) VALUES `
+	const row = `(?,?,?,?,?,?,?,?,?,?,?)`
 	b := make([]byte, 0, len(head)+rows*(len(row)+1))
 	b = append(b, head...)
 	for i := range rows {
@@ -215,4 +215,12 @@ func savePositions(ctx context.Context, tx *sql.Tx, positions []Position) error 
 		}
 	}
 	return nil
+}
+
+// nullString is NULL for "": a column with nothing known stays NULL.
+func nullString(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
 }

@@ -153,7 +153,7 @@ func (s *Store) Events(ctx context.Context, f EventFilter) ([]logs.Event, error)
 			where, args = append(where, `addr BETWEEN ? AND ? AND length(addr) = ?`), append(args, lo, hi, len(lo))
 		}
 	}
-	q := `SELECT time, service, kind, addr, login, rule, attempts, origin_file, origin_line, origin_cursor FROM events`
+	q := `SELECT time, service, kind, addr, login, rule, attempts, origin_file, origin_line, origin_cursor, COALESCE(country, '') FROM events`
 	if len(where) > 0 {
 		q += ` WHERE ` + strings.Join(where, ` AND `)
 	}
@@ -178,7 +178,7 @@ func (s *Store) Events(ctx context.Context, f EventFilter) ([]logs.Event, error)
 			addr []byte
 		)
 		if err := rows.Scan(&t, &ev.Service, &kind, &addr, &ev.User, &ev.Rule, &ev.Attempts,
-			&ev.Origin.File, &ev.Origin.Line, &ev.Origin.Cursor); err != nil {
+			&ev.Origin.File, &ev.Origin.Line, &ev.Origin.Cursor, &ev.Country); err != nil {
 			return nil, fmt.Errorf("read event: %w", err)
 		}
 		if ev.Addr, err = addrFromBytes(addr); err != nil {

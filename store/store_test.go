@@ -121,7 +121,7 @@ func TestCommitRoundTrips(t *testing.T) {
 		{
 			Time: base.Add(time.Microsecond), Service: "imap", Kind: logs.KindAuthFailure,
 			Addr: netip.MustParseAddr("fd00::1"), User: "", Attempts: 3, Rule: "dovecot-auth",
-			Origin: logs.Origin{Cursor: "s=abc;i=1f"},
+			Origin: logs.Origin{Cursor: "s=abc;i=1f"}, Country: "NZ",
 		},
 		{
 			Time: base.Add(2 * time.Second), Service: "smtp", Kind: logs.KindProtocolAbuse,
@@ -144,6 +144,10 @@ func TestCommitRoundTrips(t *testing.T) {
 	}
 	if !reflect.DeepEqual(gotEvents, events) {
 		t.Errorf("events:\n got %+v\nwant %+v", gotEvents, events)
+	}
+	// No country known is NULL, so that reports can tell it from a code.
+	if n := count(t, s, `SELECT COUNT(*) FROM events WHERE country IS NULL`); n != 2 {
+		t.Errorf("%d events with a NULL country, want 2", n)
 	}
 	gotBans, err := s.Bans(t.Context(), BanFilter{})
 	if err != nil {

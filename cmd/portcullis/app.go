@@ -111,6 +111,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		statsCommand(),
 		topCommand(),
 		explainCommand(),
+		geoCommand(),
 		logsCommand(),
 		configCommand(),
 		historyCommand(),

@@ -4,11 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/portcullis-mail/portcullis/daemon"
 	"github.com/portcullis-mail/portcullis/loader"
+	"github.com/portcullis-mail/portcullis/maps"
 )
 
 type explainJSON struct {
@@ -22,7 +25,17 @@ type explainJSON struct {
 	Ban         *banJSON `json:"ban,omitempty"`
 	RateLimit   rateJSON `json:"rate_limit"`
 	Tokens      *uint32  `json:"tokens,omitempty"`
+	Geo         *geoJSON `json:"geo,omitempty"`
 	Reason      string   `json:"reason"`
+}
+
+// geoJSON is the geo step of an explanation: the source's country as the
+// kernel's tries place it, the classes they drop it for, and the policy of
+// the port's class as the configuration words it.
+type geoJSON struct {
+	Country string `json:"country"` // a code, "other" or "unknown"
+	Drops   string `json:"drops"`
+	Policy  string `json:"policy,omitempty"`
 }
 
 func explainCommand() *cli.Command {
@@ -59,7 +72,7 @@ func explainCommand() *cli.Command {
 			}
 			out := explainJSON{
 				Addr: e.Addr.String(), Port: e.Port, Class: e.Class.String(), Action: e.Action, Rule: e.Rule,
-				Allowlisted: e.Allowlisted, RateLimit: toRateJSON(e.RateLimit), Reason: reasonFor(e),
+				Allowlisted: e.Allowlisted, RateLimit: toRateJSON(e.RateLimit),
 			}
 			if e.AllowedBy.IsValid() {
 				out.AllowedBy = e.AllowedBy.String()
@@ -72,6 +85,10 @@ func explainCommand() *cli.Command {
 			if e.Limited {
 				out.Tokens = &e.Tokens
 			}
+			if e.Geo {
+				out.Geo = &geoJSON{Country: e.GeoCountry, Drops: e.GeoDrop.String(), Policy: explainGeoPolicy(c, e.Class)}
+			}
+			out.Reason = reasonFor(e, out.Geo)
 			if c.Bool("json") {
 				return writeJSON(c.App.Writer, out)
 			}
@@ -92,10 +109,13 @@ func upper(s string) string {
 	return string(b)
 }
 
-// reasonFor turns the kernel's answer into one sentence.
-func reasonFor(e loader.Explanation) string {
+// reasonFor turns the kernel's answer into one sentence; g is the geo
+// step, when the program took it.
+func reasonFor(e loader.Explanation, g *geoJSON) string {
 	now := time.Now()
 	switch e.Rule {
+	case "geo":
+		return fmt.Sprintf("dropped by geo policy: %s, policy %s", geoPlace(g), g.Policy)
 	case "ban", "ban-prefix":
 		b := e.Ban
 		exp := "permanent"
@@ -104,7 +124,11 @@ func reasonFor(e loader.Explanation) string {
 		}
 		return fmt.Sprintf("banned by %s (scope %s, %s, %s, reason %q, %d hits)", b.Prefix, b.Scope, exp, b.Origin, b.Reason, b.Hits)
 	case "allowlist":
-		return fmt.Sprintf("would be dropped, but %s is allowlisted by %s: the allowlist wins", e.Addr, e.AllowedBy)
+		s := fmt.Sprintf("would be dropped, but %s is allowlisted by %s: the allowlist wins", e.Addr, e.AllowedBy)
+		if g != nil {
+			s += fmt.Sprintf(" (geo: %s, policy %s)", geoPlace(g), g.Policy)
+		}
+		return s
 	case "rate-limit":
 		return fmt.Sprintf("rate limited: the source's %s bucket is empty (%s)", e.Class, toRateJSON(e.RateLimit))
 	}
@@ -120,5 +144,42 @@ func reasonFor(e loader.Explanation) string {
 	if e.Allowlisted {
 		s += fmt.Sprintf("; allowlisted by %s", e.AllowedBy)
 	}
+	if g != nil {
+		s += fmt.Sprintf("; geo: %s, policy %s passes it", geoPlace(g), g.Policy)
+	}
 	return s
+}
+
+// geoPlace says where the kernel's tries place a source.
+func geoPlace(g *geoJSON) string {
+	switch g.Country {
+	case maps.CountryOther:
+		return "in a country no policy names"
+	case maps.CountryUnknown:
+		return "not placed by the database"
+	}
+	return "country " + g.Country
+}
+
+// explainGeoPolicy is the configured geo policy that applies to a port of
+// class c: the class's own, and the all policy, which sees every packet.
+// The kernel holds masks, not the lists, so the words come from the
+// configuration; without one, the kernel's masks are all there is.
+func explainGeoPolicy(c *cli.Context, class maps.Class) string {
+	cfg, err := loadConfig(c)
+	if err != nil {
+		return "(config unreadable: " + oneLine(err) + ")"
+	}
+	ps := daemon.GeoPolicies(cfg.Geo)
+	var parts []string
+	if class != maps.ClassNone && ps[class].Active() {
+		parts = append(parts, class.String()+": "+ps[class].String())
+	}
+	if ps[maps.ClassNone].Active() {
+		parts = append(parts, "all: "+ps[maps.ClassNone].String())
+	}
+	if len(parts) == 0 {
+		return "none for " + class.String()
+	}
+	return strings.Join(parts, "; ")
 }
