@@ -93,7 +93,7 @@ func portcullisBinary(b *testing.B) string {
 
 // startChild runs `portcullis run` with cfg, written out as a config file,
 // inside ns (nsenter execs it, so the pid is the daemon's). Stopping it
-// sends SIGTERM and waits.
+// sends SIGTERM (SIGKILL 15 s later) and waits.
 func startChild(b *testing.B, ns *testnet.NS, bin string, cfg config.Config) (*runningDaemon, int) {
 	b.Helper()
 	dir := b.TempDir()
@@ -112,8 +112,13 @@ func startChild(b *testing.B, ns *testnet.NS, bin string, cfg config.Config) (*r
 		b.Fatalf("start portcullis run: %v", err)
 	}
 	r := &runningDaemon{
-		cancel: func() { _ = cmd.Process.Signal(syscall.SIGTERM) },
-		done:   make(chan error, 1),
+		// A daemon that does not stop on SIGTERM is killed: the benchmark's
+		// cleanup must not hang on it.
+		cancel: func() {
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			time.AfterFunc(15*time.Second, func() { _ = cmd.Process.Kill() })
+		},
+		done: make(chan error, 1),
 	}
 	go func() {
 		err := cmd.Wait()
