@@ -17,12 +17,8 @@ import (
 // the store does not know (made with the CLI while the daemon was down) are
 // recorded. The engine then learns the ban history, so escalation and
 // recidive survive restarts.
-func (d *Daemon) restore(ctx context.Context) error {
-	now := d.now()
-	stored, err := d.st.BansInForce(ctx, now)
-	if err != nil {
-		return fmt.Errorf("read bans in force: %w", err)
-	}
+// stored are the store's bans in force at now.
+func (d *Daemon) restore(ctx context.Context, now time.Time, stored []store.Ban) error {
 	kernel, err := d.dp.Maps.Bans()
 	if err != nil {
 		return fmt.Errorf("read kernel bans: %w", err)
