@@ -65,6 +65,8 @@ type Daemon struct {
 	// are this host's.
 	netns netns.NsHandle
 
+	hung time.Duration // 0: defaultHungAfter (tests shorten it)
+
 	healthMu sync.Mutex
 	sources  map[string]*sourceHealth
 	lastErr  string
