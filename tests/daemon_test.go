@@ -132,8 +132,11 @@ ban = "1m"
 	st := l.waitStored(want, 10*time.Second)
 	logged := failuresLogged(t, l.serverLogs()...)
 	for k, s := range attackers {
-		if answered[k] != 5 {
-			t.Errorf("%s: the server answered %d attempts, want 5", s.name, answered[k])
+		// The server's own log is the count that matters (below). On the
+		// client's side the 5th exchange races the ban it causes: the
+		// reply may be cut off, so that attempt can look dropped.
+		if answered[k] < 4 || answered[k] > 5 {
+			t.Errorf("%s: the server answered %d attempts, want 5 (or 4 when the ban cut off the 5th reply)", s.name, answered[k])
 		}
 		if got := logged[s.addr()]; got != 5 {
 			t.Errorf("%s: the server logged %d failed logins, want 5", s.name, got)
