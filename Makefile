@@ -3,7 +3,7 @@ GO ?= go
 BIN ?= bin/portcullis
 BENCHTIME ?= 1x
 
-.PHONY: all build generate check-generated test bench vet clean
+.PHONY: all build generate check-generated test bench bench-data vet clean
 
 all: build
 
@@ -32,6 +32,18 @@ bench:
 
 clean:
 	rm -rf bin
+
+# A full real country database for the geo benchmarks (CC0, from the npm
+# registry), unpacked into bench-data/, which git ignores. CI does not fetch
+# it: the benchmarks that need it skip without it.
+GEO_BENCH_PKG ?= @ip-location-db/geo-whois-asn-country-mmdb
+bench-data:
+	mkdir -p bench-data/pack
+	cd bench-data/pack && npm pack --silent $(GEO_BENCH_PKG) > ../pack.name
+	tar -xzf bench-data/pack/$$(cat bench-data/pack.name) -C bench-data/pack
+	cp bench-data/pack/package/*.mmdb bench-data/
+	rm -rf bench-data/pack bench-data/pack.name
+	@ls -l bench-data/*.mmdb
 
 # Install the binary, the systemd unit and (only when there is none) the
 # default config. DESTDIR stages the tree for a package; PREFIX says where the

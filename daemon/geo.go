@@ -17,9 +17,12 @@ import (
 )
 
 // geoState is the loaded country database and what the kernel enforces
-// from it. Its own lock: a database load takes a second or two and must not
-// hold up log intake, which only asks for countries.
+// from it. A load takes seconds with a full database (most of it in the
+// kernel), so loads are serialised by a lock of their own and mu is only
+// held to swap the result in: log intake, which asks for countries, never
+// waits for a load.
 type geoState struct {
+	load   sync.Mutex
 	mu     sync.Mutex
 	cfg    config.Geo
 	db     *geo.DB
@@ -61,8 +64,8 @@ func GeoClassName(c maps.Class) string {
 // The new tries are complete before the kernel switches to them (see
 // maps.SetGeo); on any error the running database and policy stay.
 func (d *Daemon) applyGeo(g config.Geo) error {
-	d.geo.mu.Lock()
-	defer d.geo.mu.Unlock()
+	d.geo.load.Lock()
+	defer d.geo.load.Unlock()
 	if g.Database == "" {
 		if err := d.dp.Maps.ClearGeo(); err != nil {
 			return fmt.Errorf("clear geo policy: %w", err)
@@ -99,8 +102,10 @@ func (d *Daemon) applyGeo(g config.Geo) error {
 	return nil
 }
 
-// swapGeo replaces the state; the caller holds d.geo.mu.
+// swapGeo replaces the state; the caller holds d.geo.load.
 func (d *Daemon) swapGeo(g config.Geo, db *geo.DB, fi os.FileInfo) {
+	d.geo.mu.Lock()
+	defer d.geo.mu.Unlock()
 	old := d.geo.db
 	moved := g.Database != d.geo.cfg.Database
 	d.geo.cfg, d.geo.db, d.geo.file, d.geo.loaded = g, db, fi, d.now()
@@ -116,6 +121,8 @@ func (d *Daemon) swapGeo(g config.Geo, db *geo.DB, fi os.FileInfo) {
 }
 
 func (d *Daemon) closeGeo() {
+	d.geo.load.Lock()
+	defer d.geo.load.Unlock()
 	d.geo.mu.Lock()
 	defer d.geo.mu.Unlock()
 	if d.geo.db != nil {

@@ -18,27 +18,6 @@ import (
 	"github.com/portcullis-mail/portcullis/store"
 )
 
-// listen accepts and closes connections on port in ns until the test ends.
-func listen(t *testing.T, ns *testnet.NS, port uint16) {
-	t.Helper()
-	l, err := ns.Listen("tcp", netip.AddrPortFrom(netip.Addr{}, port))
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	t.Cleanup(func() { l.Close(); <-done })
-}
-
 // opens reports whether a handshake from local (zero: the client's own
 // address) to dst completes; a timeout is a dropped SYN, anything else
 // (a reset) fails the test.
@@ -87,8 +66,8 @@ func TestGeoBlocksLoginsFromADeniedCountry(t *testing.T) {
 		cfg.Geo.Policy.Auth.Deny = []string{"NZ"}
 		return cfg, nil
 	}
-	listen(t, h.pair.Server, 25)
-	listen(t, h.pair.Server, 587)
+	h.pair.Server.Serve(t, 25)
+	h.pair.Server.Serve(t, 587)
 	h.start()
 
 	server := h.pair.ServerAddr4

@@ -249,6 +249,15 @@ func clearMap[K any](mp *ebpf.Map) error {
 	if err := it.Err(); err != nil {
 		return fmt.Errorf("list %s: %w", mapName(mp), err)
 	}
+	if len(keys) > 1 {
+		_, err := mp.BatchDelete(keys, nil)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, ebpf.ErrNotSupported) && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("clear %s: %w", mapName(mp), err)
+		}
+	}
 	for i := range keys {
 		if err := mp.Delete(&keys[i]); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 			return fmt.Errorf("clear %s: %w", mapName(mp), err)
