@@ -66,6 +66,11 @@ func GeoClassName(c maps.Class) string {
 func (d *Daemon) applyGeo(g config.Geo) error {
 	d.geo.load.Lock()
 	defer d.geo.load.Unlock()
+	return d.loadGeo(g)
+}
+
+// loadGeo is applyGeo with d.geo.load held.
+func (d *Daemon) loadGeo(g config.Geo) error {
 	if g.Database == "" {
 		if err := d.dp.Maps.ClearGeo(); err != nil {
 			return fmt.Errorf("clear geo policy: %w", err)
@@ -220,10 +225,17 @@ func (d *Daemon) watchGeo(ctx context.Context) error {
 }
 
 // reloadGeoFile loads the database again if the file is not the one loaded.
+// It holds the load lock from reading the configuration to the switch, so a
+// SIGHUP's new policy cannot be overwritten by this load of the old one.
 func (d *Daemon) reloadGeoFile() {
+	d.geo.load.Lock()
+	defer d.geo.load.Unlock()
 	d.geo.mu.Lock()
 	g, loaded := d.geo.cfg, d.geo.file
 	d.geo.mu.Unlock()
+	if g.Database == "" {
+		return
+	}
 	fi, err := os.Stat(g.Database)
 	if err != nil {
 		// Gone between writes, or for good: the loaded policy stays.
@@ -233,7 +245,7 @@ func (d *Daemon) reloadGeoFile() {
 	if loaded != nil && os.SameFile(fi, loaded) && fi.ModTime().Equal(loaded.ModTime()) && fi.Size() == loaded.Size() {
 		return
 	}
-	if err := d.applyGeo(g); err != nil {
+	if err := d.loadGeo(g); err != nil {
 		d.setError(fmt.Sprintf("geo database reload failed: %v", err))
 		d.log.Error("geo database reload failed; the loaded one stays", "err", err)
 	}
