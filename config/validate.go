@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"github.com/portcullis-mail/portcullis/logs"
 	"path/filepath"
 	"strings"
 	"time"
@@ -101,6 +102,19 @@ func (c Config) problems() []problem {
 		}
 	}
 
+	for i, r := range c.Logs.Rules {
+		if _, err := logs.NewCustomRule(r.Name, r.Service, logs.Kind(r.Kind), r.Pattern); err != nil {
+			// One problem a line, as everywhere else.
+			errs := []error{err}
+			if j, ok := err.(interface{ Unwrap() []error }); ok {
+				errs = j.Unwrap()
+			}
+			for _, e := range errs {
+				ch.addf(fmt.Sprintf("logs.rule[%d]", i), "%v", e)
+			}
+		}
+	}
+
 	v := c.Verdict
 	ch.atLeast("verdict.threshold", v.Threshold, 1)
 	ch.positive("verdict.window", v.Window)
@@ -175,4 +189,13 @@ func (c Config) problems() []problem {
 		ch.addf("store.retention", "%s is too short (at least 1d)", c.Store.Retention)
 	}
 	return ch
+}
+
+// CustomRules are the configured custom rules as the log parser takes them.
+func (l Logs) CustomRules() []logs.CustomRule {
+	out := make([]logs.CustomRule, len(l.Rules))
+	for i, r := range l.Rules {
+		out[i] = logs.CustomRule{Name: r.Name, Service: r.Service, Kind: logs.Kind(r.Kind), Pattern: r.Pattern}
+	}
+	return out
 }

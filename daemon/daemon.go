@@ -157,7 +157,7 @@ func start(ctx context.Context, opts Options) (*Daemon, error) {
 		return nil, fmt.Errorf("verdict engine: %w", err)
 	}
 	d.eng = eng
-	parser, err := logs.NewParser(logs.ParserOptions{Now: now})
+	parser, err := logs.NewParser(logs.ParserOptions{Now: now, Custom: cfg.Logs.CustomRules()})
 	if err != nil {
 		d.close()
 		return nil, fmt.Errorf("log parser: %w", err)

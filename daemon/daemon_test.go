@@ -406,3 +406,20 @@ func TestNewHostAddressIsNeverBanned(t *testing.T) {
 		t.Fatalf("the host's new address %s was banned", addr)
 	}
 }
+
+// Custom rules from the configuration feed the engine like built-in ones.
+func TestCustomRuleFailuresBan(t *testing.T) {
+	h := newHarness(t)
+	h.cfg.Logs.Rules = []config.Rule{{
+		Name: "webmail", Service: "webmail", Kind: "auth_failure",
+		Pattern: `^login failed for (?P<user>\S+) from (?P<ip>[0-9a-fA-F.:]+)$`,
+	}}
+	h.start()
+	for i := 0; i < 5; i++ {
+		h.appendLog(time.Now().Format(time.Stamp) + " mx webmail[42]: login failed for bob from 198.18.98.8")
+	}
+	b := waitBanned(t, h.maps(), netip.MustParsePrefix("198.18.98.8/32"))
+	if !strings.Contains(b.Reason, "webmail") {
+		t.Errorf("ban reason %q does not name the service", b.Reason)
+	}
+}
