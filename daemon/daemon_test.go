@@ -58,6 +58,9 @@ func newHarness(t *testing.T) *harness {
 	cfg.Daemon.Interfaces = []string{h.pair.ServerLink.Name}
 	cfg.Logs.Files = []string{h.log}
 	cfg.Logs.Journal = config.JournalOff
+	// A first start begins at the end of a log; lines a test appends
+	// right after "running" may land before the file is opened.
+	cfg.Logs.ReadFromStart = true
 	h.cfg = cfg
 	if err := os.WriteFile(h.log, nil, 0o600); err != nil {
 		t.Fatal(err)
