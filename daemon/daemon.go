@@ -211,7 +211,8 @@ func (d *Daemon) run(ctx context.Context, opts Options) error {
 	socket := d.cfg.Daemon.Socket
 	g.Go(func() error { return d.serveControl(ctx, socket) })
 	g.Go(func() error { return d.housekeeping(ctx, notify) })
-	g.Go(func() error { return d.watchAddrs(ctx) })
+	addrs := d.subscribeAddrs()
+	g.Go(func() error { return d.watchAddrs(ctx, addrs) })
 	g.Go(func() error { return d.reloads(ctx, opts.Reload, notify) })
 	if err := notify.Ready(); err != nil {
 		d.log.Warn("tell systemd we are ready", "err", err)

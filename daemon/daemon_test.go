@@ -82,7 +82,7 @@ func (h *harness) start() {
 			return Run(ctx, Options{Config: h.cfg, Logger: log, Reload: h.reload})
 		})
 	}()
-	h.waitFor("running", from)
+	h.waitFor("msg=running ", from)
 	h.t.Cleanup(h.stop)
 }
 
@@ -216,7 +216,7 @@ func TestRestartRestoresBansBeforeReading(t *testing.T) {
 	}
 	h.start()
 	out := h.stderr.String()
-	if i, j := strings.Index(out, "restored bans to the kernel"), strings.Index(out, "running"); i < 0 || i > j {
+	if i, j := strings.Index(out, "restored bans to the kernel"), strings.Index(out, "msg=running "); i < 0 || i > j {
 		t.Fatalf("bans not restored before the daemon ran:\n%s", out)
 	}
 	m := h.maps()
