@@ -61,6 +61,19 @@ type Logs struct {
 	// ReadFromStart reads files met for the first time from their start
 	// instead of their end.
 	ReadFromStart bool `toml:"read_from_start"`
+	// Rules are custom parser rules for software the built-in rules do not
+	// know, or log formats they miss.
+	Rules []Rule `toml:"rule"`
+}
+
+// Rule is a custom parser rule: a regular expression with a named group
+// "ip" (and optionally "user"), the service it is about and the kind of
+// event a match is.
+type Rule struct {
+	Name    string `toml:"name"`
+	Service string `toml:"service"`
+	Kind    string `toml:"kind"`
+	Pattern string `toml:"pattern"`
 }
 
 // Journal says whether the daemon reads the systemd journal.
@@ -223,6 +236,7 @@ func Default() Config {
 		Logs: Logs{
 			Files:   []string{"/var/log/mail.log", "/var/log/maillog", "/var/log/auth.log", "/var/log/secure"},
 			Journal: JournalAuto,
+			Rules:   []Rule{},
 		},
 		Verdict: Verdict{
 			Threshold:        5,

@@ -105,11 +105,24 @@ func keyLines(data []byte) map[string]int {
 	var p unstable.Parser
 	p.Reset(data)
 	var table []string
+	arrays := map[string]int{} // how many [[x]] tables of each key so far
 	for p.NextExpression() {
 		e := p.Expression()
 		switch e.Kind {
-		case unstable.Table, unstable.ArrayTable:
+		case unstable.Table:
 			table = nodeKey(&p, e, nil, lines)
+		case unstable.ArrayTable:
+			// The n-th [[logs.rule]] is logs.rule[n], as the decoder
+			// names its keys.
+			table = nodeKey(&p, e, nil, lines)
+			whole := strings.Join(table, ".")
+			n := arrays[whole]
+			arrays[whole] = n + 1
+			table[len(table)-1] = fmt.Sprintf("%s[%d]", table[len(table)-1], n)
+			it := e.Key()
+			for it.Next() {
+				lines[strings.Join(table, ".")] = p.Shape(it.Node().Raw).Start.Line
+			}
 		case unstable.KeyValue:
 			keyValueLines(&p, e, table, lines)
 		}
@@ -168,7 +181,18 @@ func (d *decoder) fail(key, format string, args ...any) {
 
 // line is the line of key, 0 when the file does not have it. An array
 // element has the line of its array.
+// line is where key is in the file, 0 when the file does not name it (a
+// default that conflicts with what the file set). A list item is on its
+// list's line; a key of the n-th [[table]] is under that table's header.
 func (d *decoder) line(key string) int {
+	if l, ok := d.lines[key]; ok {
+		return l
+	}
+	if i := strings.LastIndexByte(key, '.'); i >= 0 && strings.HasSuffix(key[:i], "]") {
+		if l, ok := d.lines[key[:i]]; ok {
+			return l
+		}
+	}
 	if i := strings.IndexByte(key, '['); i >= 0 {
 		key = key[:i]
 	}

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"github.com/portcullis-mail/portcullis/logs"
 	"path/filepath"
 	"strings"
 	"time"
@@ -98,6 +99,19 @@ func (c Config) problems() []problem {
 		ch.absPath(key, f)
 		if _, err := filepath.Match(f, ""); err != nil {
 			ch.addf(key, "invalid glob %q: %v", f, err)
+		}
+	}
+
+	for i, r := range c.Logs.Rules {
+		if _, err := logs.NewCustomRule(r.Name, r.Service, logs.Kind(r.Kind), r.Pattern); err != nil {
+			// One problem a line, as everywhere else.
+			errs := []error{err}
+			if j, ok := err.(interface{ Unwrap() []error }); ok {
+				errs = j.Unwrap()
+			}
+			for _, e := range errs {
+				ch.addf(fmt.Sprintf("logs.rule[%d]", i), "%v", e)
+			}
 		}
 	}
 
@@ -213,4 +227,13 @@ func (g Geo) problems(ch *checker) {
 
 func isCountryCode(c string) bool {
 	return len(c) == 2 && c[0] >= 'A' && c[0] <= 'Z' && c[1] >= 'A' && c[1] <= 'Z'
+}
+
+// CustomRules are the configured custom rules as the log parser takes them.
+func (l Logs) CustomRules() []logs.CustomRule {
+	out := make([]logs.CustomRule, len(l.Rules))
+	for i, r := range l.Rules {
+		out[i] = logs.CustomRule{Name: r.Name, Service: r.Service, Kind: logs.Kind(r.Kind), Pattern: r.Pattern}
+	}
+	return out
 }

@@ -160,7 +160,7 @@ func start(ctx context.Context, opts Options) (*Daemon, error) {
 		return nil, fmt.Errorf("verdict engine: %w", err)
 	}
 	d.eng = eng
-	parser, err := logs.NewParser(logs.ParserOptions{Now: now})
+	parser, err := logs.NewParser(logs.ParserOptions{Now: now, Custom: cfg.Logs.CustomRules()})
 	if err != nil {
 		d.close()
 		return nil, fmt.Errorf("log parser: %w", err)
@@ -219,7 +219,8 @@ func (d *Daemon) run(ctx context.Context, opts Options) error {
 	socket := d.cfg.Daemon.Socket
 	g.Go(func() error { return d.serveControl(ctx, socket) })
 	g.Go(func() error { return d.housekeeping(ctx, notify) })
-	g.Go(func() error { return d.watchAddrs(ctx) })
+	addrs := d.subscribeAddrs()
+	g.Go(func() error { return d.watchAddrs(ctx, addrs) })
 	g.Go(func() error { return d.watchGeo(ctx) })
 	g.Go(func() error { return d.reloads(ctx, opts.Reload, notify) })
 	if err := notify.Ready(); err != nil {

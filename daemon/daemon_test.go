@@ -58,6 +58,9 @@ func newHarness(t *testing.T) *harness {
 	cfg.Daemon.Interfaces = []string{h.pair.ServerLink.Name}
 	cfg.Logs.Files = []string{h.log}
 	cfg.Logs.Journal = config.JournalOff
+	// A first start begins at the end of a log; lines a test appends
+	// right after "running" may land before the file is opened.
+	cfg.Logs.ReadFromStart = true
 	h.cfg = cfg
 	if err := os.WriteFile(h.log, nil, 0o600); err != nil {
 		t.Fatal(err)
@@ -79,7 +82,7 @@ func (h *harness) start() {
 			return Run(ctx, Options{Config: h.cfg, Logger: log, Reload: h.reload})
 		})
 	}()
-	h.waitFor("running", from)
+	h.waitFor("msg=running ", from)
 	h.t.Cleanup(h.stop)
 }
 
@@ -213,7 +216,7 @@ func TestRestartRestoresBansBeforeReading(t *testing.T) {
 	}
 	h.start()
 	out := h.stderr.String()
-	if i, j := strings.Index(out, "restored bans to the kernel"), strings.Index(out, "running"); i < 0 || i > j {
+	if i, j := strings.Index(out, "restored bans to the kernel"), strings.Index(out, "msg=running "); i < 0 || i > j {
 		t.Fatalf("bans not restored before the daemon ran:\n%s", out)
 	}
 	m := h.maps()
@@ -404,5 +407,22 @@ func TestNewHostAddressIsNeverBanned(t *testing.T) {
 	waitBanned(t, m, netip.MustParsePrefix("198.18.97.7/32"))
 	if _, err := m.LookupBan(addr); err == nil {
 		t.Fatalf("the host's new address %s was banned", addr)
+	}
+}
+
+// Custom rules from the configuration feed the engine like built-in ones.
+func TestCustomRuleFailuresBan(t *testing.T) {
+	h := newHarness(t)
+	h.cfg.Logs.Rules = []config.Rule{{
+		Name: "webmail", Service: "webmail", Kind: "auth_failure",
+		Pattern: `^login failed for (?P<user>\S+) from (?P<ip>[0-9a-fA-F.:]+)$`,
+	}}
+	h.start()
+	for i := 0; i < 5; i++ {
+		h.appendLog(time.Now().Format(time.Stamp) + " mx webmail[42]: login failed for bob from 198.18.98.8")
+	}
+	b := waitBanned(t, h.maps(), netip.MustParsePrefix("198.18.98.8/32"))
+	if !strings.Contains(b.Reason, "webmail") {
+		t.Errorf("ban reason %q does not name the service", b.Reason)
 	}
 }

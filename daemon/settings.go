@@ -200,23 +200,42 @@ func notifyHUP() hupSignal {
 	return hupSignal{c: c, stop: func() { signal.Stop(c) }}
 }
 
-// watchAddrs refreshes the allowlist as soon as this host gains or loses an
-// address (DHCP, SLAAC, a new VPN), so its own new address is never banned;
-// the minutely refresh stays as the safety net.
-func (d *Daemon) watchAddrs(ctx context.Context) error {
-	updates := make(chan netlink.AddrUpdate, 64)
-	done := make(chan struct{})
-	defer close(done)
+// addrWatch is a subscription to this host's address changes.
+type addrWatch struct {
+	updates chan netlink.AddrUpdate
+	done    chan struct{}
+}
+
+// watchAddrs subscribes to address changes before the daemon says it runs,
+// then refreshes the allowlist once, so that no change between start-up and
+// the subscription is missed. It returns nil when the kernel will not tell
+// (the minutely refresh is then the only one).
+func (d *Daemon) subscribeAddrs() *addrWatch {
+	w := &addrWatch{updates: make(chan netlink.AddrUpdate, 64), done: make(chan struct{})}
 	ns := d.netns
-	if err := netlink.AddrSubscribeWithOptions(updates, done, netlink.AddrSubscribeOptions{Namespace: &ns}); err != nil {
+	if err := netlink.AddrSubscribeWithOptions(w.updates, w.done, netlink.AddrSubscribeOptions{Namespace: &ns}); err != nil {
 		d.log.Warn("cannot watch this host's addresses; the allowlist follows them once a minute", "err", err)
 		return nil
 	}
+	if err := d.refreshAllowlist(); err != nil {
+		d.log.Error("refresh allowlist", "err", err)
+	}
+	return w
+}
+
+// watchAddrs refreshes the allowlist as soon as this host gains or loses an
+// address (DHCP, SLAAC, a new VPN), so its own new address is never banned;
+// the minutely refresh stays as the safety net.
+func (d *Daemon) watchAddrs(ctx context.Context, w *addrWatch) error {
+	if w == nil {
+		return nil
+	}
+	defer close(w.done)
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case u, ok := <-updates:
+		case u, ok := <-w.updates:
 			if !ok {
 				d.log.Warn("address watch ended; the allowlist follows this host's addresses once a minute")
 				return nil

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/portcullis-mail/portcullis/config"
 	"io"
 	"maps"
 	"os"
@@ -87,8 +88,19 @@ func logsTest(cCtx *cli.Context) error {
 	ref := time.Now()
 	skipped := false
 	skips := map[string]int{}
+	// Custom rules come from the configuration file, when there is one,
+	// so users can try their rules on their own logs.
+	var custom []logs.CustomRule
+	if path := globalString(cCtx, "config"); path != "" {
+		cfg, err := config.Load(path)
+		if err != nil {
+			return err
+		}
+		custom = cfg.Logs.CustomRules()
+	}
 	p, err := logs.NewParser(logs.ParserOptions{
-		Now: func() time.Time { return ref },
+		Custom: custom,
+		Now:    func() time.Time { return ref },
 		OnSkip: func(rule, reason string) {
 			skipped = true
 			skips[rule+": "+reason]++
