@@ -35,6 +35,10 @@ type Message struct {
 	Body     string    `json:"body"`
 	Since    time.Time `json:"since,omitzero"`
 	At       time.Time `json:"at"`
+	// Once marks an event rather than a condition (an unclean restart):
+	// it is held back like any other, but never listed as active and
+	// never followed by a recovery.
+	Once bool `json:"-"`
 	// Recovery is set on the message that says a failure cleared.
 	Recovery bool `json:"recovery,omitempty"`
 	// Host is the machine the alert is about.

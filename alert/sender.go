@@ -65,6 +65,7 @@ type keyState struct {
 	First      time.Time `json:"first"`      // when the condition was first seen
 	Last       time.Time `json:"last"`       // when it was last sent
 	Suppressed int       `json:"suppressed"` // held back since Last
+	Once       bool      `json:"once,omitempty"`
 }
 
 type retry struct {
@@ -190,7 +191,7 @@ func (s *Sender) Alert(ctx context.Context, m Message) Result {
 	if m.Since.IsZero() {
 		m.Since = st.First
 	}
-	st.Subject = m.Subject
+	st.Subject, st.Once = m.Subject, m.Once
 	if !st.Last.IsZero() && now.Sub(st.Last) < s.opts.Cooldown {
 		st.Suppressed++
 		s.remember(record{At: now, Key: m.Key, Subject: m.Subject, Held: true})
@@ -223,7 +224,7 @@ func (s *Sender) Clear(ctx context.Context, key, body string) Result {
 	delete(s.keys, key)
 	s.saveLocked()
 	s.mu.Unlock()
-	if st.Last.IsZero() {
+	if st.Last.IsZero() || st.Once {
 		return Result{Held: true}
 	}
 	m := Message{Key: key, Severity: Info, Recovery: true, Since: st.First, At: now, Host: s.opts.Host,
@@ -296,7 +297,7 @@ func (s *Sender) Test(ctx context.Context, name string) ([]ChannelResult, error)
 	m := Message{Key: "test", Severity: Info, Subject: "test message", At: now, Since: now, Host: s.opts.Host,
 		Body: "This is a test of portcullis's alert channels (`portcullis alert test`). No action is needed.\n"}
 	var out []ChannelResult
-	for _, ch := range s.opts.Channels {
+	for _, ch := range s.channels() {
 		if name != "" && ch.Name() != name {
 			continue
 		}
@@ -317,7 +318,8 @@ func (s *Sender) Test(ctx context.Context, name string) ([]ChannelResult, error)
 func (s *Sender) deliver(ctx context.Context, m Message, skip string, retryFailed bool) Result {
 	_ = s.log.Send(ctx, m)
 	var res Result
-	for _, ch := range s.opts.Channels {
+	chs := s.channels()
+	for _, ch := range chs {
 		if ch.Name() == skip {
 			continue
 		}
@@ -347,7 +349,7 @@ func (s *Sender) deliver(ctx context.Context, m Message, skip string, retryFaile
 			defer s.channelDown(ctx, ch, err)
 		}
 	}
-	if res.Delivered == "" && len(s.opts.Channels) > 0 {
+	if res.Delivered == "" && len(chs) > 0 {
 		s.opts.Logger.Error("alert undelivered: every channel failed; retrying with backoff", "key", m.Key, "subject", m.Subject)
 	}
 	return res
@@ -464,10 +466,32 @@ func (s *Sender) Status() Status {
 		st.Channels = append(st.Channels, *s.stats[ch.Name()])
 	}
 	for k, v := range s.keys {
+		if v.Once {
+			continue
+		}
 		st.Active = append(st.Active, Active{Key: k, Subject: v.Subject, Since: v.First, LastSent: v.Last, Suppressed: v.Suppressed})
 	}
 	sort.Slice(st.Active, func(i, j int) bool { return st.Active[i].Key < st.Active[j].Key })
 	return st
+}
+
+func (s *Sender) channels() []Channel {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.opts.Channels)
+}
+
+// SetChannels replaces the channels (a reloaded configuration); cool-down
+// state and pending retries stay.
+func (s *Sender) SetChannels(chs []Channel) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.opts.Channels = chs
+	for _, ch := range chs {
+		if s.stats[ch.Name()] == nil {
+			s.stats[ch.Name()] = &ChannelStatus{Name: ch.Name(), Type: ch.Type()}
+		}
+	}
 }
 
 // Keys lists the raised keys that start with prefix.

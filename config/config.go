@@ -190,7 +190,7 @@ type Alerts struct {
 	// Digest sends a summary of the last 24 hours once a day.
 	Digest bool `toml:"digest"`
 	// CheckInterval is how often the daemon looks for trouble.
-	CheckInterval Duration `toml:"check_interval"`
+	CheckInterval Duration     `toml:"check_interval"`
 	Attack        AttackAlerts `toml:"attack"`
 	Health        HealthAlerts `toml:"health"`
 }
