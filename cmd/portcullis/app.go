@@ -114,6 +114,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		logsCommand(),
 		configCommand(),
 		historyCommand(),
+		healthCommand(),
+		alertCommand(),
 	}
 	for _, c := range commands {
 		addGlobalFlags(c)
