@@ -79,12 +79,19 @@ func hostname() string {
 
 // ago writes a duration as a person reads it: "3m20s", "2h5m".
 func ago(d time.Duration) string {
-	switch {
-	case d < time.Minute:
+	if d < time.Minute {
 		return d.Round(time.Second).String()
-	case d < time.Hour:
-		return strings.TrimSuffix(d.Round(time.Second).String(), "0s")
-	default:
-		return strings.TrimSuffix(d.Round(time.Minute).String(), "0s")
 	}
+	if d < time.Hour {
+		d = d.Round(time.Second)
+		if s := d % time.Minute; s != 0 {
+			return fmt.Sprintf("%dm%ds", d/time.Minute, s/time.Second)
+		}
+		return fmt.Sprintf("%dm", d/time.Minute)
+	}
+	d = d.Round(time.Minute)
+	if m := d % time.Hour; m != 0 {
+		return fmt.Sprintf("%dh%dm", d/time.Hour, m/time.Minute)
+	}
+	return fmt.Sprintf("%dh", d/time.Hour)
 }

@@ -319,10 +319,12 @@ func (s *Sender) deliver(ctx context.Context, m Message, skip string, retryFaile
 	_ = s.log.Send(ctx, m)
 	var res Result
 	chs := s.channels()
+	orig := m
 	for _, ch := range chs {
 		if ch.Name() == skip {
 			continue
 		}
+		m = orig
 		if len(res.Failed) > 0 {
 			var notes []string
 			for _, f := range res.Failed {
@@ -341,7 +343,7 @@ func (s *Sender) deliver(ctx context.Context, m Message, skip string, retryFaile
 		if retryFailed {
 			now := s.opts.Now()
 			s.mu.Lock()
-			s.pending = append(s.pending, retry{ch: ch, msg: m, attempts: 1, first: now, next: now.Add(s.opts.Backoff)})
+			s.pending = append(s.pending, retry{ch: ch, msg: orig, attempts: 1, first: now, next: now.Add(s.opts.Backoff)})
 			s.stats[ch.Name()].Pending++
 			s.mu.Unlock()
 		}
