@@ -476,11 +476,11 @@ func (d *Daemon) heartbeatPositions() []alert.Position {
 	if d.alerts == nil {
 		return nil
 	}
-	d.alerts.mu.Lock()
-	defer d.alerts.mu.Unlock()
 	var out []alert.Position
-	for _, tp := range d.alerts.positions {
+	for _, tp := range d.trackPositions(d.now()) {
+		d.alerts.mu.Lock()
 		out = append(out, tp.Position)
+		d.alerts.mu.Unlock()
 	}
 	return out
 }

@@ -122,7 +122,7 @@ func (d *Daemon) housekeeping(ctx context.Context, notify *Notifier) error {
 		if err := notify.Watchdog(); err != nil {
 			d.log.Warn("systemd watchdog", "err", err)
 		}
-		if n%5 == 0 {
+		if n%5 == 1 { // the first a second after the start
 			if err := d.writeHeartbeat(ctx, false); err != nil {
 				d.setError(fmt.Sprintf("write heartbeat: %v", err))
 				d.log.Error("write heartbeat", "err", err)
