@@ -49,6 +49,7 @@ const (
 	OK       = 0
 	WARNING  = 1
 	CRITICAL = 2
+	UNKNOWN  = 3 // the check itself could not run (a broken configuration)
 )
 
 // HealthReport is the outcome of one health check.
@@ -129,7 +130,9 @@ func CheckHealth(hb Heartbeat, found bool, now time.Time, lim HealthLimits, fs F
 			Body: fmt.Sprintf("The daemon (pid %d) stopped at %s (%s ago). Bans already in the kernel still apply and expire on time, but no log is read and no new attacker is banned.\nStart it: systemctl start portcullis\nLook closer: journalctl -u portcullis --since -1h\n",
 				hb.PID, hb.At.UTC().Format(time.RFC3339), ago(age))},
 			fmt.Sprintf("daemon stopped %s ago", ago(age)))
-	case age > lim.Stale:
+	case age > lim.Stale || fs.ProcState(hb.PID) == "":
+		// A fresh heartbeat from a process that is gone is a crash seen
+		// early (systemd's OnFailure= runs this check at once).
 		alive = false
 		state := fs.ProcState(hb.PID)
 		what := fmt.Sprintf("pid %d is gone: the daemon died without stopping cleanly", hb.PID)

@@ -46,7 +46,7 @@ func TestCheckHealth(t *testing.T) {
 			now: t0.Add(5 * time.Second), sizes: map[string]int64{log: 100}, state: "S (sleeping)", code: OK,
 			summary: []string{"PORTCULLIS OK - daemon pid 7 up, heartbeat 5s old, 1 log stream current"}},
 		{name: "a line not yet read by a live daemon is not a stall", hb: Heartbeat{PID: 7, At: t0, Positions: pos(100, t0.Add(-10*time.Second))}, found: true,
-			now: t0.Add(5 * time.Second), sizes: map[string]int64{log: 180}, code: OK},
+			now: t0.Add(5 * time.Second), sizes: map[string]int64{log: 180}, state: "R (running)", code: OK},
 		{name: "a live daemon behind and not moving past the stall limit is critical", hb: Heartbeat{PID: 7, At: t0, Positions: pos(100, t0.Add(-40*time.Second))}, found: true,
 			now: t0.Add(2 * time.Second), sizes: map[string]int64{log: 180}, state: "S (sleeping)", code: CRITICAL,
 			summary: []string{"CRITICAL", log + ": 80 bytes unread since 42s"}, keys: []string{"health:stall:" + log}},
@@ -54,14 +54,16 @@ func TestCheckHealth(t *testing.T) {
 			now: t0.Add(31 * time.Second), sizes: map[string]int64{log: 300}, state: "T (stopped)", code: CRITICAL,
 			summary: []string{"heartbeat 31s old (process T (stopped))", "200 bytes unread"}, keys: []string{"health:daemon", "health:stall:" + log}},
 		{name: "a heartbeat just inside the limit is OK", hb: Heartbeat{PID: 7, At: t0}, found: true,
-			now: t0.Add(30 * time.Second), code: OK},
+			now: t0.Add(30 * time.Second), state: "S (sleeping)", code: OK},
+		{name: "a fresh heartbeat from a process that is gone is a crash", hb: Heartbeat{PID: 7, At: t0}, found: true,
+			now: t0.Add(time.Second), code: CRITICAL, summary: []string{"heartbeat 1s old (process gone)"}, keys: []string{"health:daemon"}},
 		{name: "a dead daemon is critical", hb: Heartbeat{PID: 7, At: t0}, found: true,
 			now: t0.Add(time.Hour), code: CRITICAL, summary: []string{"heartbeat 1h old (process gone)"}, keys: []string{"health:daemon"}},
 		{name: "a cleanly stopped daemon is critical", hb: Heartbeat{PID: 7, At: t0, Clean: true}, found: true,
 			now: t0.Add(time.Minute), code: CRITICAL, summary: []string{"daemon stopped 1m ago"}, keys: []string{"health:daemon"}},
 		{name: "no heartbeat at all is critical", now: t0, code: CRITICAL, summary: []string{"never run"}, keys: []string{"health:daemon"}},
 		{name: "a missing log is critical", hb: Heartbeat{PID: 7, At: t0, Positions: pos(100, time.Time{})}, found: true,
-			now: t0.Add(time.Second), sizes: map[string]int64{}, code: CRITICAL, summary: []string{log + " unreadable"}, keys: []string{"health:source:" + log}},
+			now: t0.Add(time.Second), sizes: map[string]int64{}, state: "S (sleeping)", code: CRITICAL, summary: []string{log + " unreadable"}, keys: []string{"health:source:" + log}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -111,7 +113,8 @@ func TestDeadDaemonIsReportedWithinTwoMinutes(t *testing.T) {
 				if run.Before(died) {
 					continue
 				}
-				if CheckHealth(Heartbeat{PID: 7, At: last}, true, run, lim, files(nil, "")).Code == CRITICAL {
+				// Hung, not gone: only the heartbeat's age can tell.
+				if CheckHealth(Heartbeat{PID: 7, At: last}, true, run, lim, files(nil, "S (sleeping)")).Code == CRITICAL {
 					reported = run.Sub(died)
 					break
 				}

@@ -36,14 +36,19 @@ func health(c *cli.Context) error {
 	if err := noArgs(c); err != nil {
 		return err
 	}
+	// A check that cannot run says so in its one line, as Nagios UNKNOWN.
 	cfg, err := loadConfig(c)
-	if err != nil {
-		return err
+	if err == nil {
+		var dir string
+		if dir, err = stateDir(c); err == nil {
+			return checkAndAlert(c, cfg, dir)
+		}
 	}
-	dir, err := stateDir(c)
-	if err != nil {
-		return err
-	}
+	fmt.Fprintf(c.App.Writer, "PORTCULLIS UNKNOWN - %s\n", oneLine(err))
+	return exitStatus(alert.UNKNOWN)
+}
+
+func checkAndAlert(c *cli.Context, cfg config.Config, dir string) error {
 	lim := alert.HealthLimits{Stale: time.Duration(cfg.Alerts.Health.Stale), Stall: time.Duration(cfg.Alerts.Health.Stall)}
 	if c.IsSet("stale") {
 		lim.Stale = c.Duration("stale")
