@@ -65,6 +65,8 @@ type Daemon struct {
 	// are this host's.
 	netns netns.NsHandle
 
+	hung time.Duration // 0: defaultHungAfter (tests shorten it)
+
 	healthMu sync.Mutex
 	sources  map[string]*sourceHealth
 	lastErr  string
@@ -120,6 +122,19 @@ func start(ctx context.Context, opts Options) (*Daemon, error) {
 		return nil, err
 	}
 
+	// Reading the bans to restore takes about as long as loading the
+	// program; do both at once (a reboot's restore must be quick).
+	type inForce struct {
+		bans []store.Ban
+		err  error
+	}
+	restoreAt := now()
+	stored := make(chan inForce, 1)
+	go func() {
+		bans, err := st.BansInForce(ctx, restoreAt)
+		stored <- inForce{bans, err}
+	}()
+
 	c := cfg.Datapath.Capacity
 	dp, err := loader.Load(loader.Options{
 		PinDir: cfg.Daemon.PinDir,
@@ -128,11 +143,16 @@ func start(ctx context.Context, opts Options) (*Daemon, error) {
 			Bans: c.Bans, PrefixBans: c.PrefixBans, Allowlist: c.Allowlist, Sources: c.Sources,
 		},
 	})
+	got := <-stored
 	if err != nil {
 		d.close()
 		return nil, fmt.Errorf("load datapath: %w", err)
 	}
 	d.dp = dp
+	if got.err != nil {
+		d.close()
+		return nil, fmt.Errorf("read bans in force: %w", got.err)
+	}
 
 	eng, err := verdict.New(verdictConfig(cfg.Verdict))
 	if err != nil {
@@ -147,7 +167,7 @@ func start(ctx context.Context, opts Options) (*Daemon, error) {
 	}
 	d.parser = parser
 
-	if err := d.restore(ctx); err != nil {
+	if err := d.restore(ctx, restoreAt, got.bans); err != nil {
 		d.close()
 		return nil, err
 	}

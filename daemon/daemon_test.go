@@ -387,10 +387,11 @@ func TestNewHostAddressIsNeverBanned(t *testing.T) {
 	h := newHarness(t)
 	h.start()
 	addr := netip.MustParsePrefix("198.18.96.6/32")
+	from := len(h.stderr.String())
 	h.pair.ServerLink.AddAddrs(t, addr)
-	// The address watch reacts to the kernel's notification; give it a
-	// moment (far less than the minutely refresh this test must not need).
-	time.Sleep(300 * time.Millisecond)
+	// The address watch reacts to the kernel's notification at once (the
+	// minutely refresh would take up to a minute, past this wait).
+	h.waitFor("addr=198.18.96.6/", from)
 	for i := 0; i < 10; i++ {
 		h.appendLog(saslFailure("198.18.96.6"))
 	}

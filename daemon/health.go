@@ -44,6 +44,18 @@ type SourceStatus struct {
 // stopped reading.
 const heartbeatKey = alert.HeartbeatKey
 
+// defaultHungAfter is how long the daemon's lock may stay held before it
+// counts as hung. A batch takes milliseconds; the store waits at most 10 s
+// for a lock; the unit's WatchdogSec is 30 s.
+const defaultHungAfter = 20 * time.Second
+
+func (d *Daemon) hungAfter() time.Duration {
+	if d.hung > 0 {
+		return d.hung
+	}
+	return defaultHungAfter
+}
+
 func (d *Daemon) writeHeartbeat(ctx context.Context, clean bool) error {
 	b, _ := json.Marshal(alert.Heartbeat{PID: os.Getpid(), At: d.now().UTC(), Clean: clean, Positions: d.heartbeatPositions()})
 	return d.st.SetMeta(ctx, heartbeatKey, string(b))
@@ -110,6 +122,7 @@ func (d *Daemon) housekeeping(ctx context.Context, notify *Notifier) error {
 	beat := time.NewTicker(time.Second)
 	defer beat.Stop()
 	var n int
+	lastFree := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -117,8 +130,19 @@ func (d *Daemon) housekeeping(ctx context.Context, notify *Notifier) error {
 		case <-beat.C:
 		}
 		n++
-		// The watchdog ping comes from this loop, so a hung loop is a
-		// restarted daemon.
+		// The watchdog is fed only while the daemon makes progress: if the
+		// lock every batch and command takes has been held for longer
+		// than any batch takes (a hung store, a deadlock), systemd's
+		// watchdog restarts the daemon instead of letting it hang alive.
+		if d.mu.TryLock() {
+			d.mu.Unlock()
+			lastFree = time.Now()
+		}
+		if stuck := time.Since(lastFree); stuck > d.hungAfter() {
+			d.setError(fmt.Sprintf("hung: no progress for %s", stuck.Round(time.Second)))
+			d.log.Error("the daemon makes no progress; not feeding the watchdog", "stuck", stuck.Round(time.Second))
+			continue
+		}
 		if err := notify.Watchdog(); err != nil {
 			d.log.Warn("systemd watchdog", "err", err)
 		}

@@ -105,19 +105,7 @@ func (d *Daemon) handle(ctx context.Context, h *sourceHealth, b logs.Batch) erro
 	for _, l := range b.Lines {
 		d.parser.Parse(l, func(ev logs.Event) { events = append(events, ev) })
 	}
-	var (
-		kbans []maps.Ban
-		sbans []store.Ban
-	)
-	for _, ev := range events {
-		for _, dec := range d.eng.Observe(ev, now) {
-			kb, sb := decisionBans(dec)
-			kbans = append(kbans, kb)
-			sbans = append(sbans, sb)
-			d.log.Info("ban", "prefix", dec.Prefix, "scope", dec.Scope, "for", dec.Duration().String(),
-				"origin", dec.Origin, "reason", dec.Reason, "evidence", dec.Evidence, "offence", dec.Offence)
-		}
-	}
+	kbans, sbans := d.decide(events, now)
 	if err := d.st.Commit(ctx, store.Batch{Events: events, Bans: sbans, Positions: toStorePositions(b.Positions)}); err != nil {
 		return fmt.Errorf("commit %d events: %w", len(events), err)
 	}
@@ -144,6 +132,25 @@ func (d *Daemon) handle(ctx context.Context, h *sourceHealth, b logs.Batch) erro
 	}
 	d.healthMu.Unlock()
 	return nil
+}
+
+// decide runs events through the engine and returns the bans it decides,
+// in the kernel's and the store's form, each logged. d.mu must be held.
+func (d *Daemon) decide(events []logs.Event, now time.Time) ([]maps.Ban, []store.Ban) {
+	var (
+		kbans []maps.Ban
+		sbans []store.Ban
+	)
+	for _, ev := range events {
+		for _, dec := range d.eng.Observe(ev, now) {
+			kb, sb := decisionBans(dec)
+			kbans = append(kbans, kb)
+			sbans = append(sbans, sb)
+			d.log.Info("ban", "prefix", dec.Prefix, "scope", dec.Scope, "for", dec.Duration().String(),
+				"origin", dec.Origin, "reason", dec.Reason, "evidence", dec.Evidence, "offence", dec.Offence)
+		}
+	}
+	return kbans, sbans
 }
 
 func mergePositions(old, upd []logs.Position) []logs.Position {

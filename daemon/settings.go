@@ -76,6 +76,11 @@ func (d *Daemon) apply(cfg config.Config) error {
 	if err := d.restoreHistory(context.Background(), nil); err != nil {
 		return err
 	}
+	// The new engine's counters start from the stored events of its
+	// window, not from zero.
+	if err := d.replayRecent(context.Background()); err != nil {
+		return err
+	}
 	return d.refreshAllowlistLocked()
 }
 
@@ -216,7 +221,7 @@ func (d *Daemon) watchAddrs(ctx context.Context) error {
 			if err := d.refreshAllowlist(); err != nil {
 				d.log.Error("refresh allowlist", "err", err)
 			} else {
-				d.log.Debug("host address changed", "addr", u.LinkAddress.String(), "added", u.NewAddr)
+				d.log.Info("host address changed; allowlist refreshed", "addr", u.LinkAddress.String(), "added", u.NewAddr)
 			}
 		}
 	}

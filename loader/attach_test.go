@@ -85,7 +85,7 @@ func passAll(t *testing.T) *ebpf.Program {
 func TestUpgradeInPlace(t *testing.T) {
 	dir := newPinDir(t)
 	pair := testnet.NewPair(t)
-	port := serve(t, pair.Server, "tcp")
+	port := pair.Server.Serve(t, 0)
 	dst := netip.AddrPortFrom(pair.ServerAddr4, port)
 	iface := pair.ServerLink.Name
 
@@ -257,7 +257,7 @@ func TestDetachStopsEnforcement(t *testing.T) {
 	dir := newPinDir(t)
 	pair := testnet.NewPair(t)
 	iface := pair.ServerLink.Name
-	port := serve(t, pair.Server, "tcp")
+	port := pair.Server.Serve(t, 0)
 	dst := netip.AddrPortFrom(pair.ServerAddr6, port)
 	d := load(t, dir, smallCapacity)
 	attach(t, pair.Server, d, iface, loader.ModeAuto)
@@ -374,7 +374,7 @@ func TestAttachModes(t *testing.T) {
 				t.Errorf("Attachments = %+v, want one in mode %s", as, tt.want)
 			}
 			// Either mode enforces: a banned client cannot connect.
-			port := serve(t, pair.Server, "tcp")
+			port := pair.Server.Serve(t, 0)
 			if err := d.Maps.AddBan(maps.Ban{Prefix: netip.PrefixFrom(pair.ClientAddr4, 32), Scope: maps.ScopeAll}); err != nil {
 				t.Fatal(err)
 			}

@@ -10,7 +10,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -110,33 +109,6 @@ func attachments(t testing.TB, ns *testnet.NS, dir string) []loader.Attachment {
 		t.Fatalf("list attachments: %v", err)
 	}
 	return out
-}
-
-// serve accepts and closes connections on a listener in ns until the test
-// ends, so that the backlog never fills. It returns the listener's port.
-func serve(t testing.TB, ns *testnet.NS, network string) uint16 {
-	t.Helper()
-	l, err := ns.Listen(network, netip.AddrPort{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return // closed by the cleanup below
-			}
-			c.Close()
-		}
-	}()
-	t.Cleanup(func() {
-		l.Close()
-		wg.Wait()
-	})
-	return l.Addr().(*net.TCPAddr).AddrPort().Port()
 }
 
 // dialTimeout is how long a connect may take before its SYN counts as

@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -101,7 +100,7 @@ func newLab(t *testing.T) *lab {
 	l.pair = testnet.NewPair(t)
 	l.iface = l.pair.ServerLink.Name
 	for _, port := range []uint16{portMX, portSubmission, portOpen} {
-		serve(t, l.pair.Server, port)
+		l.pair.Server.Serve(t, port)
 	}
 	return l
 }
@@ -134,32 +133,6 @@ func randomHex(t testing.TB) string {
 		t.Fatal(err)
 	}
 	return hex.EncodeToString(b)
-}
-
-// serve accepts and closes connections on port (IPv4 and IPv6) in ns until
-// the test ends.
-func serve(t *testing.T, ns *testnet.NS, port uint16) {
-	t.Helper()
-	ln, err := ns.Listen("tcp", netip.AddrPortFrom(netip.Addr{}, port))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return // the listener was closed below
-			}
-			c.Close()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		wg.Wait()
-	})
 }
 
 // family is one address family of the lab.

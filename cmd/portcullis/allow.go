@@ -19,56 +19,13 @@ func allowCommand() *cli.Command {
 				Name:      "add",
 				Usage:     "never drop these addresses or prefixes",
 				ArgsUsage: "ADDR|CIDR...",
-				Action: func(c *cli.Context) error {
-					prefixes, err := parsePrefixes(c)
-					if err != nil {
-						return err
-					}
-					if handled, err := viaDaemon(c, daemon.Request{Command: "allow", Prefixes: prefixStrings(prefixes)}); handled {
-						return err
-					}
-					m, err := openMaps(c)
-					if err != nil {
-						return err
-					}
-					defer m.Close()
-					for _, p := range prefixes {
-						if err := m.Allow(p); err != nil {
-							return explainErr(err)
-						}
-						fmt.Fprintf(c.App.Writer, "allowed %s\n", p)
-					}
-					return nil
-				},
+				Action:    func(c *cli.Context) error { return changeAllowlist(c, true) },
 			},
 			{
 				Name:      "del",
 				Usage:     "remove exactly these entries from the allowlist",
 				ArgsUsage: "ADDR|CIDR...",
-				Action: func(c *cli.Context) error {
-					prefixes, err := parsePrefixes(c)
-					if err != nil {
-						return err
-					}
-					if handled, err := viaDaemon(c, daemon.Request{Command: "disallow", Prefixes: prefixStrings(prefixes)}); handled {
-						return err
-					}
-					m, err := openMaps(c)
-					if err != nil {
-						return err
-					}
-					defer m.Close()
-					for _, p := range prefixes {
-						if err := m.Disallow(p); err != nil {
-							if errors.Is(err, maps.ErrNotFound) {
-								return fmt.Errorf("%s is not in the allowlist (`portcullis allow list` shows it)", p)
-							}
-							return explainErr(err)
-						}
-						fmt.Fprintf(c.App.Writer, "removed %s from the allowlist\n", p)
-					}
-					return nil
-				},
+				Action:    func(c *cli.Context) error { return changeAllowlist(c, false) },
 			},
 			{
 				Name:  "list",
@@ -88,11 +45,7 @@ func allowCommand() *cli.Command {
 						return explainErr(err)
 					}
 					if c.Bool("json") {
-						out := make([]string, 0, len(list))
-						for _, p := range list {
-							out = append(out, p.String())
-						}
-						return writeJSON(c.App.Writer, out)
+						return writeJSON(c.App.Writer, prefixStrings(list))
 					}
 					if len(list) == 0 {
 						fmt.Fprintln(c.App.Writer, "the allowlist is empty")
@@ -105,4 +58,41 @@ func allowCommand() *cli.Command {
 			},
 		},
 	}
+}
+
+// changeAllowlist adds or removes entries, through the daemon when it runs.
+func changeAllowlist(c *cli.Context, add bool) error {
+	prefixes, err := parsePrefixes(c)
+	if err != nil {
+		return err
+	}
+	cmd := "disallow"
+	if add {
+		cmd = "allow"
+	}
+	if handled, err := viaDaemon(c, daemon.Request{Command: cmd, Prefixes: prefixStrings(prefixes)}); handled {
+		return err
+	}
+	m, err := openMaps(c)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	for _, p := range prefixes {
+		if add {
+			if err := m.Allow(p); err != nil {
+				return explainErr(err)
+			}
+			fmt.Fprintf(c.App.Writer, "allowed %s\n", p)
+			continue
+		}
+		if err := m.Disallow(p); err != nil {
+			if errors.Is(err, maps.ErrNotFound) {
+				return fmt.Errorf("%s is not in the allowlist (`portcullis allow list` shows it)", p)
+			}
+			return explainErr(err)
+		}
+		fmt.Fprintf(c.App.Writer, "removed %s from the allowlist\n", p)
+	}
+	return nil
 }

@@ -28,12 +28,14 @@ func runCommand() *cli.Command {
 			if err := noArgs(c); err != nil {
 				return err
 			}
-			if err := requireRoot(); err != nil {
-				return err
-			}
+			// A bad configuration is refused before anything is touched,
+			// and before the privilege check, so anyone can see why.
 			load := func() (config.Config, error) { return loadConfig(c) }
 			cfg, err := load()
 			if err != nil {
+				return err
+			}
+			if err := requireRoot(); err != nil {
 				return err
 			}
 			log, err := daemonLogger(c, cfg.Daemon)
