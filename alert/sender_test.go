@@ -275,3 +275,27 @@ func TestCooldownStateSurvivesRuns(t *testing.T) {
 		t.Fatal("the next run a minute later sent it again: the cool-down did not survive")
 	}
 }
+
+func TestDigestSumsTheDay(t *testing.T) {
+	h := newHook(t)
+	clk := &clock{now: time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)}
+	s := NewSender(Options{Channels: []Channel{&Webhook{ChannelName: "chat", URL: h.srv.URL}}, Logger: quiet(), Now: clk.Now, Host: "mx1"})
+	ctx := context.Background()
+	for range 3 {
+		s.Alert(ctx, Message{Key: "attack:failures", Subject: "failed-login spike"})
+		clk.Add(20 * time.Minute)
+	}
+	clk.Add(25 * time.Hour)
+	s.Alert(ctx, Message{Key: "map:bans", Subject: "map bans is 91% full"})
+	s.Digest(ctx, "Last 24 hours: 12 failed-login attempts from 2 distinct sources; 1 bans.")
+	texts := h.texts(t)
+	d := texts[len(texts)-1]
+	for _, want := range []string{"[portcullis INFO] mx1: daily digest", "12 failed-login attempts from 2 distinct sources", "map bans is 91% full: sent 1, held back 0"} {
+		if !strings.Contains(d, want) {
+			t.Errorf("digest %q lacks %q", d, want)
+		}
+	}
+	if strings.Contains(d, "failed-login spike") {
+		t.Errorf("digest %q counts alerts older than a day", d)
+	}
+}

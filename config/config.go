@@ -233,9 +233,6 @@ type HealthAlerts struct {
 	Lag Duration `toml:"lag"`
 	// MapFullPercent: a kernel map this full is reported.
 	MapFullPercent int `toml:"map_full_percent"`
-	// ParseErrors: this many lines in a row that look like failures but
-	// match no rule are reported.
-	ParseErrors int `toml:"parse_errors"`
 }
 
 const day = 24 * time.Hour
@@ -292,7 +289,7 @@ func Default() Config {
 			},
 			Health: HealthAlerts{
 				Stale: Duration(30 * time.Second), Stall: Duration(30 * time.Second),
-				Lag: Duration(5 * time.Minute), MapFullPercent: 90, ParseErrors: 50,
+				Lag: Duration(5 * time.Minute), MapFullPercent: 90,
 			},
 		},
 	}

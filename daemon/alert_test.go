@@ -9,8 +9,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -18,6 +21,7 @@ import (
 	"github.com/portcullis-mail/portcullis/config"
 	"github.com/portcullis-mail/portcullis/loader"
 	"github.com/portcullis-mail/portcullis/maps"
+	"github.com/portcullis-mail/portcullis/store"
 )
 
 // inbox is a real HTTP server taking the daemon's alerts as JSON webhooks.
@@ -173,4 +177,48 @@ func TestFullBanMapAlerts(t *testing.T) {
 		}
 	}
 	in.wait(t, "map:bans", true)
+}
+
+func TestUncleanRestartAndFailedReloadAlert(t *testing.T) {
+	h := newHarness(t)
+	in := newInbox(t)
+	h.cfg.Alerts.CheckInterval = config.Duration(100 * time.Millisecond)
+	h.cfg.Alerts.Channels = []config.AlertChannel{{Name: "chat", Type: "webhook", URL: in.URL, Format: "json"}}
+	// The daemon before this one died: its last heartbeat is not clean.
+	if err := os.MkdirAll(h.cfg.Daemon.StateDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(context.Background(), h.cfg.Daemon.StateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(alert.Heartbeat{PID: 99999, At: time.Now().Add(-time.Minute)})
+	if err := st.SetMeta(context.Background(), alert.HeartbeatKey, string(b)); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	var bad atomic.Bool
+	bad.Store(true)
+	h.reload = func() (config.Config, error) {
+		if bad.Load() {
+			return config.Config{}, fmt.Errorf("portcullis.toml:3: verdict.window: invalid duration")
+		}
+		return h.cfg, nil
+	}
+	h.start()
+
+	if m := in.wait(t, "daemon:unclean", false); !strings.Contains(m.Body, "pid 99999") {
+		t.Errorf("unclean-exit alert %q, want the dead daemon's pid", m.Body)
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	if m := in.wait(t, "config:reload", false); !strings.Contains(m.Body, "verdict.window: invalid duration") {
+		t.Errorf("reload alert %q, want the config error", m.Body)
+	}
+	bad.Store(false)
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	in.wait(t, "config:reload", true)
 }
