@@ -28,6 +28,7 @@ type alerts struct {
 	sender *alert.Sender
 
 	mu        sync.Mutex
+	cfg       config.Alerts               // a copy, so checks never wait for d.mu
 	positions map[string]*trackedPosition // by position key
 	kernelErr string                      // the last failed kernel ban update, until reported
 	reloadErr string                      // the last failed reload, until one succeeds
@@ -48,7 +49,15 @@ type trackedPosition struct {
 // startAlerts makes the sender; cool-down state lives in memory (a restart
 // may repeat an alert, never lose one).
 func (d *Daemon) startAlerts(cfg config.Config) {
-	d.alerts = &alerts{sender: alert.SenderFor(cfg.Alerts, d.log, ""), positions: map[string]*trackedPosition{}}
+	d.alerts = &alerts{sender: alert.SenderFor(cfg.Alerts, d.log, ""), cfg: cfg.Alerts, positions: map[string]*trackedPosition{}}
+}
+
+// reloadedAlerts takes a reloaded configuration's [alerts].
+func (d *Daemon) reloadedAlerts(cfg config.Alerts) {
+	d.alerts.mu.Lock()
+	d.alerts.cfg = cfg
+	d.alerts.mu.Unlock()
+	d.alerts.sender.SetChannels(alert.Channels(cfg))
 }
 
 // watch runs the checks every check interval, the slower ones (map fill,
@@ -69,9 +78,9 @@ func (d *Daemon) watch(ctx context.Context) error {
 		}
 		a.mu.Unlock()
 	}
-	d.mu.Lock()
-	every := time.Duration(d.cfg.Alerts.CheckInterval)
-	d.mu.Unlock()
+	a.mu.Lock()
+	every := time.Duration(a.cfg.CheckInterval)
+	a.mu.Unlock()
 	t := time.NewTicker(every)
 	defer t.Stop()
 	var digestAt time.Time
@@ -81,9 +90,9 @@ func (d *Daemon) watch(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
-		d.mu.Lock()
-		cfg := d.cfg.Alerts
-		d.mu.Unlock()
+		a.mu.Lock()
+		cfg := a.cfg
+		a.mu.Unlock()
 		d.checkSources(ctx, cfg.Health)
 		d.checkErrors(ctx)
 		d.checkLinks(ctx)
@@ -265,7 +274,7 @@ func (d *Daemon) checkLinks(ctx context.Context) {
 	}
 	var fixes []fix
 	err := d.inOwnNetns(func() error {
-		atts, err := loader.Attachments(d.cfg.Daemon.PinDir)
+		atts, err := loader.Attachments(d.dp.PinDir()) // fixed at start; d.cfg is not ours to read unlocked
 		if err != nil {
 			return err
 		}

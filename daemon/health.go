@@ -219,7 +219,7 @@ func (d *Daemon) reloads(ctx context.Context, reload func() (config.Config, erro
 			continue
 		}
 		d.noteReload(nil)
-		d.alerts.sender.SetChannels(alert.Channels(cfg.Alerts))
+		d.reloadedAlerts(cfg.Alerts)
 		d.log.Info("configuration reloaded")
 		_ = notify.Ready()
 	}
