@@ -69,6 +69,10 @@ install: build
 		> $(DESTDIR)$(UNITDIR)/portcullis.service.tmp
 	chmod 0644 $(DESTDIR)$(UNITDIR)/portcullis.service.tmp
 	mv -f $(DESTDIR)$(UNITDIR)/portcullis.service.tmp $(DESTDIR)$(UNITDIR)/portcullis.service
+	@for u in portcullis-health.service portcullis-health.timer portcullis-health-failed.service; do \
+		sed 's|^ExecStart=/usr/local/sbin/portcullis |ExecStart=$(SBINDIR)/portcullis |' contrib/systemd/$$u > $(DESTDIR)$(UNITDIR)/$$u.tmp && \
+		chmod 0644 $(DESTDIR)$(UNITDIR)/$$u.tmp && mv -f $(DESTDIR)$(UNITDIR)/$$u.tmp $(DESTDIR)$(UNITDIR)/$$u || exit 1; \
+	done
 	@if [ -e $(DESTDIR)$(CONFDIR)/portcullis.toml ]; then \
 		echo "kept $(DESTDIR)$(CONFDIR)/portcullis.toml (compare with: portcullis config default)"; \
 	else \
@@ -77,4 +81,4 @@ install: build
 		mv $(DESTDIR)$(CONFDIR)/portcullis.toml.tmp $(DESTDIR)$(CONFDIR)/portcullis.toml && \
 		echo "wrote $(DESTDIR)$(CONFDIR)/portcullis.toml"; \
 	fi
-	@echo "then: systemctl daemon-reload && systemctl enable --now portcullis"
+	@echo "then: systemctl daemon-reload && systemctl enable --now portcullis portcullis-health.timer"

@@ -34,6 +34,7 @@ type Config struct {
 	Datapath Datapath `toml:"datapath"`
 	Store    Store    `toml:"store"`
 	Geo      Geo      `toml:"geo"`
+	Alerts   Alerts   `toml:"alerts"`
 }
 
 // Daemon is how the daemon runs.
@@ -220,6 +221,64 @@ func (p GeoPolicy) Active() bool {
 	return len(p.Deny) > 0 || len(p.Allow) > 0 || p.Unknown == "drop"
 }
 
+// Alerts is who is told what, and how.
+type Alerts struct {
+	// To are the mail recipients; From is the sender.
+	To   []string `toml:"to"`
+	From string   `toml:"from"`
+	// Channels in order of preference: a message goes to the first that
+	// takes it (and always to the daemon's log).
+	Channels []AlertChannel `toml:"channel"`
+	// Cooldown holds back repeats of one alert for this long.
+	Cooldown Duration `toml:"cooldown"`
+	// Digest sends a summary of the last 24 hours once a day.
+	Digest bool `toml:"digest"`
+	// CheckInterval is how often the daemon looks for trouble.
+	CheckInterval Duration     `toml:"check_interval"`
+	Attack        AttackAlerts `toml:"attack"`
+	Health        HealthAlerts `toml:"health"`
+}
+
+// AlertChannel is one way to reach a person.
+type AlertChannel struct {
+	Name string `toml:"name"`
+	// Type is "sendmail", "smtp" or "webhook".
+	Type string `toml:"type"`
+	// Command is the sendmail program and its arguments.
+	Command string `toml:"command"`
+	// Address is the SMTP server (host:port), StartTLS whether to upgrade
+	// when it offers to.
+	Address  string `toml:"address"`
+	StartTLS bool   `toml:"starttls"`
+	// URL and Format ("slack" or "json") are the webhook's.
+	URL    string `toml:"url"`
+	Format string `toml:"format"`
+}
+
+// AttackAlerts are when an attack is worth telling a person.
+type AttackAlerts struct {
+	FailuresPerMinute   int      `toml:"failures_per_minute"`
+	BaselineFactor      float64  `toml:"baseline_factor"`
+	MinFailures         int      `toml:"min_failures"`
+	SYNsPerMinute       int      `toml:"syns_per_minute"`
+	SourceSYNsPerMinute int      `toml:"source_syns_per_minute"`
+	BanStorm            int      `toml:"ban_storm"`
+	BanStormWithin      Duration `toml:"ban_storm_within"`
+	PrefixSources       int      `toml:"prefix_sources"`
+}
+
+// HealthAlerts are when portcullis's own state is worth telling.
+type HealthAlerts struct {
+	// Stale: a heartbeat older than this is a dead or hung daemon.
+	Stale Duration `toml:"stale"`
+	// Stall: a log behind and not advancing for this long is stalled.
+	Stall Duration `toml:"stall"`
+	// Lag: unread lines older than this are reported.
+	Lag Duration `toml:"lag"`
+	// MapFullPercent: a kernel map this full is reported.
+	MapFullPercent int `toml:"map_full_percent"`
+}
+
 const day = 24 * time.Hour
 
 // Default is the configuration when no file says otherwise.
@@ -267,5 +326,21 @@ func Default() Config {
 			Auth: GeoPolicy{Deny: []string{}, Allow: []string{}, Unknown: "pass"},
 			All:  GeoPolicy{Deny: []string{}, Allow: []string{}, Unknown: "pass"},
 		}},
+		Alerts: Alerts{
+			To:            []string{"root"},
+			From:          "portcullis",
+			Channels:      []AlertChannel{},
+			Cooldown:      Duration(time.Hour),
+			CheckInterval: Duration(10 * time.Second),
+			Attack: AttackAlerts{
+				FailuresPerMinute: 120, BaselineFactor: 10, MinFailures: 30,
+				SYNsPerMinute: 20000, SourceSYNsPerMinute: 1200,
+				BanStorm: 50, BanStormWithin: Duration(10 * time.Minute), PrefixSources: 16,
+			},
+			Health: HealthAlerts{
+				Stale: Duration(30 * time.Second), Stall: Duration(30 * time.Second),
+				Lag: Duration(5 * time.Minute), MapFullPercent: 90,
+			},
+		},
 	}
 }

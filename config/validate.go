@@ -190,6 +190,7 @@ func (c Config) problems() []problem {
 	if c.Store.Retention < Duration(24*time.Hour) {
 		ch.addf("store.retention", "%s is too short (at least 1d)", c.Store.Retention)
 	}
+	c.Alerts.check(&ch)
 	return ch
 }
 
@@ -236,4 +237,52 @@ func (l Logs) CustomRules() []logs.CustomRule {
 		out[i] = logs.CustomRule{Name: r.Name, Service: r.Service, Kind: logs.Kind(r.Kind), Pattern: r.Pattern}
 	}
 	return out
+}
+
+func (a Alerts) check(ch *checker) {
+	for i, to := range a.To {
+		if strings.TrimSpace(to) == "" || strings.ContainsAny(to, "\r\n,<>") {
+			ch.addf(fmt.Sprintf("alerts.to[%d]", i), "invalid recipient %q", to)
+		}
+	}
+	if strings.ContainsAny(a.From, "\r\n<>") {
+		ch.addf("alerts.from", "invalid sender %q", a.From)
+	}
+	names := map[string]bool{}
+	for i, c := range a.Channels {
+		key := fmt.Sprintf("alerts.channel[%d]", i)
+		if c.Name == "" || c.Name == "log" || names[c.Name] {
+			ch.addf(key+".name", "want a unique name other than \"log\", got %q", c.Name)
+		}
+		names[c.Name] = true
+		switch c.Type {
+		case "sendmail":
+			if c.Command != "" && !filepath.IsAbs(strings.Fields(c.Command)[0]) {
+				ch.addf(key+".command", "want an absolute program path, got %q", c.Command)
+			}
+		case "smtp":
+			if c.Address != "" && !strings.Contains(c.Address, ":") {
+				ch.addf(key+".address", "want host:port, got %q", c.Address)
+			}
+		case "webhook":
+			if !strings.HasPrefix(c.URL, "https://") && !strings.HasPrefix(c.URL, "http://") {
+				ch.addf(key+".url", "want an http:// or https:// URL, got %q", c.URL)
+			}
+			if c.Format != "" {
+				ch.oneOf(key+".format", c.Format, "slack", "json")
+			}
+		default:
+			ch.addf(key+".type", "invalid value %q (want \"sendmail\", \"smtp\" or \"webhook\")", c.Type)
+		}
+		if (c.Type == "sendmail" || c.Type == "smtp") && len(a.To) == 0 {
+			ch.addf("alerts.to", "mail channel %q needs at least one recipient", c.Name)
+		}
+	}
+	ch.positive("alerts.cooldown", a.Cooldown)
+	ch.positive("alerts.check_interval", a.CheckInterval)
+	ch.positive("alerts.attack.ban_storm_within", a.Attack.BanStormWithin)
+	ch.positive("alerts.health.stale", a.Health.Stale)
+	ch.positive("alerts.health.stall", a.Health.Stall)
+	ch.positive("alerts.health.lag", a.Health.Lag)
+	ch.between("alerts.health.map_full_percent", a.Health.MapFullPercent, 1, 100)
 }

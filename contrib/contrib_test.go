@@ -264,3 +264,66 @@ func TestUnitVerifies(t *testing.T) {
 		t.Error("systemd-analyze verify accepted a unit with an unknown key")
 	}
 }
+
+// TestHealthUnitsVerify checks the health check's units as installed, with
+// systemd-analyze, and the timing the 2-minute alert bound counts on.
+func TestHealthUnitsVerify(t *testing.T) {
+	analyze := needTool(t, "systemd-analyze", "systemd")
+	tmp := t.TempDir()
+	dest := filepath.Join(tmp, "root")
+	makeInstall(t, filepath.Join(tmp, "build", "portcullis"), "DESTDIR="+dest)
+	sbin := filepath.Join(dest, "usr/local/sbin/portcullis")
+	units := filepath.Join(tmp, "units")
+	if err := os.Mkdir(units, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var paths []string
+	for _, name := range []string{"portcullis.service", "portcullis-health.service", "portcullis-health.timer", "portcullis-health-failed.service"} {
+		data, err := os.ReadFile(filepath.Join(dest, "etc/systemd/system", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		data = bytes.Replace(data, []byte("ExecStart=/usr/local/sbin/portcullis "), []byte("ExecStart="+sbin+" "), 1)
+		p := filepath.Join(units, name)
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, p)
+	}
+	out, err := exec.CommandContext(t.Context(), analyze, append([]string{"verify"}, paths...)...).CombinedOutput()
+	if err != nil || len(out) != 0 {
+		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+	}
+
+	timer := parseUnit(t, mustRead(t, filepath.Join(units, "portcullis-health.timer")))
+	if first(timer["Timer"]["OnUnitActiveSec"]) != "1min" || first(timer["Timer"]["AccuracySec"]) != "1s" {
+		t.Errorf("timer %v, want every minute with 1s accuracy", timer["Timer"])
+	}
+	health := parseUnit(t, mustRead(t, filepath.Join(units, "portcullis-health.service")))
+	if got := first(health["Service"]["ExecStart"]); !strings.HasSuffix(got, "portcullis health --alert") {
+		t.Errorf("health ExecStart %q", got)
+	}
+	if first(health["Unit"]["OnFailure"]) != "portcullis-health-failed.service" {
+		t.Errorf("health OnFailure %q", first(health["Unit"]["OnFailure"]))
+	}
+	daemon := parseUnit(t, mustRead(t, filepath.Join(units, "portcullis.service")))
+	if first(daemon["Unit"]["OnFailure"]) != "portcullis-health.service" {
+		t.Errorf("daemon OnFailure %q, want the health check at once", first(daemon["Unit"]["OnFailure"]))
+	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func first(vs []string) string {
+	if len(vs) == 0 {
+		return ""
+	}
+	return vs[0]
+}

@@ -72,6 +72,8 @@ type Daemon struct {
 	healthMu sync.Mutex
 	sources  map[string]*sourceHealth
 	lastErr  string
+
+	alerts *alerts
 }
 
 // Run runs the daemon until ctx ends. It returns an error only when it
@@ -117,6 +119,7 @@ func start(ctx context.Context, opts Options) (*Daemon, error) {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	d.st = st
+	d.startAlerts(cfg)
 	if err := d.checkUncleanExit(ctx); err != nil {
 		d.close()
 		return nil, err
@@ -223,6 +226,7 @@ func (d *Daemon) run(ctx context.Context, opts Options) error {
 	g.Go(func() error { return d.watchAddrs(ctx, addrs) })
 	g.Go(func() error { return d.watchGeo(ctx) })
 	g.Go(func() error { return d.reloads(ctx, opts.Reload, notify) })
+	g.Go(func() error { return d.watch(ctx) })
 	if err := notify.Ready(); err != nil {
 		d.log.Warn("tell systemd we are ready", "err", err)
 	}

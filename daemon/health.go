@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/portcullis-mail/portcullis/alert"
 	"github.com/portcullis-mail/portcullis/config"
 )
 
@@ -22,6 +23,8 @@ type Status struct {
 	Tracked    int            `json:"tracked_sources"`
 	Evicted    uint64         `json:"evicted_sources"`
 	Geo        *GeoInfo       `json:"geo,omitempty"`
+	// Alerts are the alert channels' health and the alerts not cleared.
+	Alerts *alert.Status `json:"alerts,omitempty"`
 }
 
 // SourceStatus is one log source's progress.
@@ -36,15 +39,11 @@ type SourceStatus struct {
 	Error      string    `json:"error,omitempty"`
 }
 
-// heartbeat is what the daemon publishes in the store every few seconds,
-// so that `portcullis health` can tell a dead or hung daemon from a live one.
-type heartbeat struct {
-	PID   int       `json:"pid"`
-	At    time.Time `json:"at"`
-	Clean bool      `json:"clean"` // written on a clean stop
-}
-
-const heartbeatKey = "heartbeat"
+// The heartbeat (alert.Heartbeat) is what the daemon publishes in the store
+// every few seconds, with its read positions, so that `portcullis health`
+// can tell a dead or hung daemon from a live one, and a live one that has
+// stopped reading.
+const heartbeatKey = alert.HeartbeatKey
 
 // defaultHungAfter is how long the daemon's lock may stay held before it
 // counts as hung. A batch takes milliseconds; the store waits at most 10 s
@@ -59,7 +58,7 @@ func (d *Daemon) hungAfter() time.Duration {
 }
 
 func (d *Daemon) writeHeartbeat(ctx context.Context, clean bool) error {
-	b, _ := json.Marshal(heartbeat{PID: os.Getpid(), At: d.now().UTC(), Clean: clean})
+	b, _ := json.Marshal(alert.Heartbeat{PID: os.Getpid(), At: d.now().UTC(), Clean: clean, Positions: d.heartbeatPositions()})
 	return d.st.SetMeta(ctx, heartbeatKey, string(b))
 }
 
@@ -72,8 +71,9 @@ func (d *Daemon) checkUncleanExit(ctx context.Context) error {
 	if !ok {
 		return nil
 	}
-	var hb heartbeat
+	var hb alert.Heartbeat
 	if json.Unmarshal([]byte(v), &hb) == nil && !hb.Clean {
+		d.alerts.unclean = &hb
 		d.log.Warn("the last daemon did not stop cleanly; bans were restored from the store", "last_heartbeat", hb.At, "pid", hb.PID)
 	}
 	return nil
@@ -114,6 +114,7 @@ func (d *Daemon) status(ctx context.Context) (Status, error) {
 	d.mu.Unlock()
 	st.Tracked, st.Evicted = es.Tracked, es.Evicted
 	st.Geo = d.geoInfo()
+	st.Alerts = d.alertStatus()
 	return st, nil
 }
 
@@ -147,7 +148,7 @@ func (d *Daemon) housekeeping(ctx context.Context, notify *Notifier) error {
 		if err := notify.Watchdog(); err != nil {
 			d.log.Warn("systemd watchdog", "err", err)
 		}
-		if n%5 == 0 {
+		if n%5 == 1 { // the first a second after the start
 			if err := d.writeHeartbeat(ctx, false); err != nil {
 				d.setError(fmt.Sprintf("write heartbeat: %v", err))
 				d.log.Error("write heartbeat", "err", err)
@@ -207,16 +208,20 @@ func (d *Daemon) reloads(ctx context.Context, reload func() (config.Config, erro
 		}
 		if err != nil {
 			d.setError(fmt.Sprintf("config reload failed: %v", err))
+			d.noteReload(err)
 			d.log.Error("config reload failed; the running configuration stays", "err", err)
 			_ = notify.Ready()
 			continue
 		}
 		if err := d.apply(cfg); err != nil {
 			d.setError(fmt.Sprintf("config reload failed: %v", err))
+			d.noteReload(err)
 			d.log.Error("apply reloaded config", "err", err)
 			_ = notify.Ready()
 			continue
 		}
+		d.noteReload(nil)
+		d.reloadedAlerts(cfg.Alerts)
 		d.log.Info("configuration reloaded")
 		_ = notify.Ready()
 	}

@@ -117,6 +117,7 @@ func (d *Daemon) handle(ctx context.Context, h *sourceHealth, b logs.Batch) erro
 			// Recorded but not enforced: the next start restores it; say
 			// so loudly now.
 			d.setError(fmt.Sprintf("kernel ban update failed: %v", err))
+			d.noteKernelError(err)
 			d.log.Error("put bans in the kernel", "bans", len(kbans), "err", err)
 		}
 	}

@@ -155,6 +155,9 @@ func (d *Daemon) attach(ifaces []string) error {
 			return err
 		}
 	}
+	d.alerts.mu.Lock()
+	d.alerts.ifaces = ifaces
+	d.alerts.mu.Unlock()
 	return nil
 }
 

@@ -115,6 +115,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		logsCommand(),
 		configCommand(),
 		historyCommand(),
+		healthCommand(),
+		alertCommand(),
 	}
 	for _, c := range commands {
 		addGlobalFlags(c)

@@ -237,4 +237,5 @@ func printDaemon(w io.Writer, d *daemon.Status) {
 	if d.LastError != "" {
 		fmt.Fprintf(w, "last error:\t%s\n", d.LastError)
 	}
+	printAlerts(w, d.Alerts)
 }

@@ -3,12 +3,18 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 )
 
 func main() {
-	if err := run(os.Args, os.Stdout, os.Stderr); err != nil {
+	err := run(os.Args, os.Stdout, os.Stderr)
+	var code exitStatus
+	if errors.As(err, &code) {
+		os.Exit(int(code)) // the command has printed its own line
+	}
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "portcullis: %s\n", oneLine(err))
 		os.Exit(1)
 	}

@@ -255,6 +255,17 @@ func (l *Lab) Close() error {
 	return l.closeErr
 }
 
+// Mailbox is the Maildir into which Postfix delivers all mail to
+// MailboxDomain; delivered messages appear in its new/ directory.
+func (l *Lab) Mailbox() string { return filepath.Join(l.dir, "postfix", "mailbox", "inbox") }
+
+// SendmailCommand is the lab Postfix's sendmail: it queues a message (from
+// any namespace: it writes to the queue directory, no network) for the
+// lab's Postfix to deliver.
+func (l *Lab) SendmailCommand() []string {
+	return []string{"/usr/sbin/sendmail", "-C", l.postfix.configDir, "-t", "-i"}
+}
+
 // Dir is the lab's private directory (configuration, queue, logs).
 func (l *Lab) Dir() string { return l.dir }
 

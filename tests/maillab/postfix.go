@@ -24,7 +24,12 @@ type postfixConfig struct {
 	ConfigDir, QueueDir, DataDir string
 	LogFile, LogDir              string
 	Hostname                     string
+	MailboxDomain, MailboxBase   string
 }
+
+// MailboxDomain is the domain whose mail the lab's Postfix delivers into
+// Lab.Mailbox, whatever the local part.
+const MailboxDomain = "mailbox.lab.example"
 
 func startPostfix(ctx context.Context, l *Lab) (*postfix, error) {
 	base := filepath.Join(l.dir, "postfix")
@@ -36,9 +41,18 @@ func startPostfix(ctx context.Context, l *Lab) (*postfix, error) {
 		LogFile:   l.PostfixLog(),
 		LogDir:    l.logDir(),
 		Hostname:  "mail.lab.example",
+
+		MailboxDomain: MailboxDomain,
+		MailboxBase:   filepath.Join(base, "mailbox"),
 	}
 	if err := mkdirs(0o755, base, p.configDir, p.queueDir, l.logDir()); err != nil {
 		return nil, err
+	}
+	if err := mkdirs(0o700, cfg.MailboxBase); err != nil {
+		return nil, err
+	}
+	if err := os.Chown(cfg.MailboxBase, 65534, 65534); err != nil {
+		return nil, fmt.Errorf("chown mailbox: %w", err)
 	}
 	if err := renderTemplate("main.cf.tmpl", filepath.Join(p.configDir, "main.cf"), 0o644, cfg); err != nil {
 		return nil, err
