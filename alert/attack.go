@@ -113,15 +113,20 @@ type Thresholds struct {
 // first; IPv6 sources count per /64 as the engine bans them.
 func CountSources(events []logs.Event) (attempts int, sources []SourceCount) {
 	by := map[netip.Prefix]int{}
+	country := map[netip.Prefix]string{}
 	for _, ev := range events {
 		if ev.Kind != logs.KindAuthFailure {
 			continue
 		}
 		attempts += ev.Attempts
-		by[sourceOf(ev.Addr)] += ev.Attempts
+		src := sourceOf(ev.Addr)
+		by[src] += ev.Attempts
+		if ev.Country != "" {
+			country[src] = ev.Country // as the geo database placed it
+		}
 	}
 	for p, n := range by {
-		sources = append(sources, SourceCount{Prefix: p, Count: n})
+		sources = append(sources, SourceCount{Prefix: p, Count: n, Country: country[p]})
 	}
 	slices.SortFunc(sources, func(a, b SourceCount) int {
 		if c := cmp.Compare(b.Count, a.Count); c != 0 {
