@@ -104,6 +104,9 @@ type Thresholds struct {
 	// BanStorm bans within BanStormWithin alert.
 	BanStorm       int
 	BanStormWithin time.Duration
+	// CountrySources distinct attacking sources from one country within an
+	// hour alert (0: never).
+	CountrySources int
 	// PrefixSources distinct attacking sources in one IPv4 /24 or IPv6
 	// /48 within the last hour alert.
 	PrefixSources int
@@ -247,6 +250,7 @@ func SYNSpike(total uint64, sources []SYNRate, th Thresholds) []Attack {
 			Commands: []string{"portcullis top", "portcullis stats"},
 		})
 	}
+	out = append(out, prefixSYNSpikes(sources, th)...)
 	for _, s := range sources {
 		if th.SourceSYNsPerMinute == 0 || s.PerMinute <= th.SourceSYNsPerMinute {
 			break
@@ -258,6 +262,94 @@ func SYNSpike(total uint64, sources []SYNRate, th Thresholds) []Attack {
 			Commands: []string{"portcullis top", "portcullis explain " + s.Prefix.Addr().String()},
 		})
 	}
+	return out
+}
+
+// prefixSYNSpikes reports a flood spread over the sources of one IPv4 /24
+// or IPv6 /48, each under the per-source threshold but together over it
+// (sources over it on their own are reported as sources).
+func prefixSYNSpikes(sources []SYNRate, th Thresholds) []Attack {
+	if th.SourceSYNsPerMinute == 0 {
+		return nil
+	}
+	type group struct {
+		total   uint64
+		members []SourceCount
+	}
+	groups := map[netip.Prefix]*group{}
+	for _, s := range sources {
+		if s.PerMinute > th.SourceSYNsPerMinute {
+			continue // reported as a source of its own
+		}
+		bits := 24
+		if s.Prefix.Addr().Is6() {
+			bits = 48
+		}
+		wide, _ := s.Prefix.Addr().Prefix(bits)
+		g := groups[wide]
+		if g == nil {
+			g = &group{}
+			groups[wide] = g
+		}
+		g.total += s.PerMinute
+		g.members = append(g.members, SourceCount{Prefix: s.Prefix, Count: int(s.PerMinute)})
+	}
+	var out []Attack
+	for wide, g := range groups {
+		if len(g.members) < 2 || g.total <= th.SourceSYNsPerMinute {
+			continue // one source alone is reported as a source
+		}
+		out = append(out, Attack{
+			Key:      "attack:syn:prefix:" + wide.String(),
+			What:     fmt.Sprintf("SYN spike from %s: %d SYNs to the mail ports in the last minute from %d sources (threshold %d)", wide, g.total, len(g.members), th.SourceSYNsPerMinute),
+			Attempts: int(g.total), Sources: len(g.members), Top: top(g.members, 10),
+			Commands: []string{"portcullis top", "portcullis ban " + wide.String() + " --for 1h --reason \"SYN flood\""},
+		})
+	}
+	slices.SortFunc(out, func(a, b Attack) int { return cmp.Compare(a.Key, b.Key) })
+	return out
+}
+
+// CountrySquads reports countries from which at least th.CountrySources
+// distinct sources failed logins within the events (the last hour), as the
+// geo database placed them. Without a database events carry no country and
+// nothing is reported.
+func CountrySquads(events []logs.Event, th Thresholds) []Attack {
+	if th.CountrySources <= 0 {
+		return nil
+	}
+	members := map[string]map[netip.Prefix]int{}
+	attempts := map[string]int{}
+	for _, ev := range events {
+		if ev.Kind != logs.KindAuthFailure || ev.Country == "" {
+			continue
+		}
+		if members[ev.Country] == nil {
+			members[ev.Country] = map[netip.Prefix]int{}
+		}
+		members[ev.Country][sourceOf(ev.Addr)] += ev.Attempts
+		attempts[ev.Country] += ev.Attempts
+	}
+	var out []Attack
+	for country, m := range members {
+		if len(m) < th.CountrySources {
+			continue
+		}
+		var sources []SourceCount
+		for p, n := range m {
+			sources = append(sources, SourceCount{Prefix: p, Count: n, Country: country})
+		}
+		slices.SortFunc(sources, func(a, b SourceCount) int { return cmp.Compare(b.Count, a.Count) })
+		out = append(out, Attack{
+			Key:      "attack:country:" + country,
+			What:     fmt.Sprintf("%d distinct sources in %s failing logins within the last hour (threshold %d)", len(m), country, th.CountrySources),
+			Attempts: attempts[country],
+			Sources:  len(m),
+			Top:      top(sources, 10),
+			Commands: []string{"portcullis history --since 1h", "portcullis geo status", "a geo policy: [geo.policy.auth] deny = [\"" + country + "\"]"},
+		})
+	}
+	slices.SortFunc(out, func(a, b Attack) int { return cmp.Compare(a.Key, b.Key) })
 	return out
 }
 

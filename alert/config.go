@@ -40,5 +40,6 @@ func ThresholdsFor(c config.AttackAlerts) Thresholds {
 		BanStorm:            c.BanStorm,
 		BanStormWithin:      time.Duration(c.BanStormWithin),
 		PrefixSources:       c.PrefixSources,
+		CountrySources:      c.CountrySources,
 	}
 }

@@ -265,6 +265,7 @@ type AttackAlerts struct {
 	BanStorm            int      `toml:"ban_storm"`
 	BanStormWithin      Duration `toml:"ban_storm_within"`
 	PrefixSources       int      `toml:"prefix_sources"`
+	CountrySources      int      `toml:"country_sources"`
 }
 
 // HealthAlerts are when portcullis's own state is worth telling.
@@ -336,6 +337,7 @@ func Default() Config {
 				FailuresPerMinute: 120, BaselineFactor: 10, MinFailures: 30,
 				SYNsPerMinute: 20000, SourceSYNsPerMinute: 1200,
 				BanStorm: 50, BanStormWithin: Duration(10 * time.Minute), PrefixSources: 16,
+				CountrySources: 100,
 			},
 			Health: HealthAlerts{
 				Stale: Duration(30 * time.Second), Stall: Duration(30 * time.Second),

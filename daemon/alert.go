@@ -406,6 +406,7 @@ func (d *Daemon) checkAttacks(ctx context.Context, cfg config.Alerts) {
 	lastHour, err := d.st.Events(ctx, store.EventFilter{Since: now.Add(-time.Hour), Limit: 200_000})
 	if err == nil {
 		found = append(found, alert.PrefixSquads(lastHour, th)...)
+		found = append(found, alert.CountrySquads(lastHour, th)...)
 	}
 	within := time.Duration(cfg.Attack.BanStormWithin)
 	if bans, err := d.st.Bans(ctx, store.BanFilter{Since: now.Add(-within)}); err == nil {
