@@ -278,6 +278,9 @@ type HealthAlerts struct {
 	Lag Duration `toml:"lag"`
 	// MapFullPercent: a kernel map this full is reported.
 	MapFullPercent int `toml:"map_full_percent"`
+	// Unmatched: this many lines within 10 minutes that read like failed
+	// logins but that no rule reads are reported (0: never).
+	Unmatched int `toml:"unmatched"`
 }
 
 const day = 24 * time.Hour
@@ -341,7 +344,7 @@ func Default() Config {
 			},
 			Health: HealthAlerts{
 				Stale: Duration(30 * time.Second), Stall: Duration(30 * time.Second),
-				Lag: Duration(5 * time.Minute), MapFullPercent: 90,
+				Lag: Duration(5 * time.Minute), MapFullPercent: 90, Unmatched: 10,
 			},
 		},
 	}

@@ -38,6 +38,14 @@ type alerts struct {
 	prevCounters maps.Counters
 	prevAt       time.Time
 	prevSources  map[string]uint64
+
+	gaps map[string]*gapWindow // unmatched failure-like lines, by source
+}
+
+// gapWindow counts a source's unmatched failure-like lines over a window.
+type gapWindow struct {
+	start time.Time
+	base  int64 // the source's Unmatched count at start
 }
 
 // trackedPosition is one log stream's read position with when it moved.
@@ -94,6 +102,7 @@ func (d *Daemon) watch(ctx context.Context) error {
 		cfg := a.cfg
 		a.mu.Unlock()
 		d.checkSources(ctx, cfg.Health)
+		d.checkGaps(ctx, cfg.Health)
 		d.checkErrors(ctx)
 		d.checkLinks(ctx)
 		if n%6 == 0 {
@@ -210,6 +219,56 @@ func (d *Daemon) checkSources(ctx context.Context, h config.HealthAlerts) {
 				Body:    fmt.Sprintf("The daemon has been behind on %s since %s (%d bytes unread now): bans come late.\nLook closer: portcullis status; docs/PERFORMANCE.md\n", tp.Path, lagging.UTC().Format(time.RFC3339), behind)})
 		} else if behind <= 0 {
 			d.clearIfRaised(ctx, lagKey, fmt.Sprintf("The daemon has caught up with %s.", tp.Path))
+		}
+	}
+}
+
+// checkGaps reports a streak of lines that read like failed logins but that
+// no rule turns into an event: an upgrade changed a log format, or software
+// no rule knows logs there. Without this the daemon would go blind quietly,
+// the way the incident's ban software did.
+func (d *Daemon) checkGaps(ctx context.Context, h config.HealthAlerts) {
+	if h.Unmatched <= 0 {
+		return
+	}
+	const window = 10 * time.Minute
+	now := d.now()
+	type snap struct {
+		name, sample string
+		count        int64
+		at           time.Time
+	}
+	var snaps []snap
+	d.healthMu.Lock()
+	for _, sh := range d.sources {
+		snaps = append(snaps, snap{sh.Name, sh.LastUnmatched, sh.Unmatched, sh.UnmatchedAt})
+	}
+	d.healthMu.Unlock()
+	for _, sn := range snaps {
+		key := "gap:" + sn.name
+		d.alerts.mu.Lock()
+		if d.alerts.gaps == nil {
+			d.alerts.gaps = map[string]*gapWindow{}
+		}
+		w := d.alerts.gaps[sn.name]
+		switch {
+		case w == nil: // the first look counts from the daemon's start
+			w = &gapWindow{start: now}
+			d.alerts.gaps[sn.name] = w
+		case now.Sub(w.start) > window:
+			w = &gapWindow{start: now, base: sn.count}
+			d.alerts.gaps[sn.name] = w
+		}
+		n := sn.count - w.base
+		d.alerts.mu.Unlock()
+		switch {
+		case n >= int64(h.Unmatched):
+			d.alerts.sender.Alert(ctx, alert.Message{Key: key, Severity: alert.Warning, Since: w.start,
+				Subject: fmt.Sprintf("%d log lines look like failed logins but no rule reads them", n),
+				Body: fmt.Sprintf("In %s, %d lines since %s read like failed logins or abuse, but no parser rule turned them into events: those sources are not counted and not banned.\nThe latest:\n  %s\nA software upgrade may have changed the log format, or the software has no rule.\nLook closer: portcullis logs test FILE (shows such lines); add a [[logs.rule]] to the configuration if needed.\n",
+					sn.name, n, w.start.UTC().Format(time.RFC3339), sn.sample)})
+		case d.alerts.sender.Raised(key) && now.Sub(sn.at) > window:
+			d.alerts.sender.Clear(ctx, key, fmt.Sprintf("No unreadable failure-like lines in %s for %s.", sn.name, window))
 		}
 	}
 }

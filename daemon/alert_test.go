@@ -222,3 +222,24 @@ func TestUncleanRestartAndFailedReloadAlert(t *testing.T) {
 	}
 	in.wait(t, "config:reload", true)
 }
+
+// Lines that read like failed logins but that no rule reads (a changed log
+// format) are reported, so the daemon never goes blind quietly.
+func TestUnreadableFailureLinesAreAlerted(t *testing.T) {
+	h := newHarness(t)
+	in := newInbox(t)
+	h.alerting(t, in)
+	h.cfg.Alerts.Health.Unmatched = 5
+	h.start()
+	for i := 0; i < 6; i++ {
+		// Postfix 9.9 (say) writes its SASL failures in a new shape.
+		h.appendLog(time.Now().Format(time.Stamp) + " mx postfix/smtpd[9]: SASL authentication failure for client 198.18.99.9 (user alice)")
+	}
+	m := in.wait(t, "gap:files ["+h.log+"]", false)
+	if !strings.Contains(m.Subject, "no rule reads them") || !strings.Contains(m.Body, "198.18.99.9") || !strings.Contains(m.Body, "portcullis logs test") {
+		t.Errorf("alert %q:\n%s\nwant the count, the latest line and the command to look closer", m.Subject, m.Body)
+	}
+	if _, err := h.maps().LookupBan(netip.MustParsePrefix("198.18.99.9/32")); err == nil {
+		t.Errorf("an unread line banned its source")
+	}
+}

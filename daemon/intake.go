@@ -27,7 +27,12 @@ type sourceHealth struct {
 	LastLine  time.Time `json:"last_line"`
 	LastEvent time.Time `json:"last_event"`
 	Error     string    `json:"error,omitempty"`
-	positions []logs.Position
+	// Unmatched counts lines that read like failed logins but that no
+	// rule turned into an event; LastUnmatched is the latest, for the alert.
+	Unmatched     int64     `json:"unmatched"`
+	LastUnmatched string    `json:"last_unmatched,omitempty"`
+	UnmatchedAt   time.Time `json:"unmatched_at"`
+	positions     []logs.Position
 }
 
 // sourcesFor picks the log sources: the configured files that exist (or
@@ -101,12 +106,24 @@ func (d *Daemon) handle(ctx context.Context, h *sourceHealth, b logs.Batch) erro
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	now := d.now()
-	var events []logs.Event
+	var (
+		events    []logs.Event
+		unmatched int64
+		sample    string
+	)
 	for _, l := range b.Lines {
+		before := len(events)
 		d.parser.Parse(l, func(ev logs.Event) {
 			ev.Country = d.country(ev.Addr)
 			events = append(events, ev)
 		})
+		// A line that reads like a failed login but became no event is a
+		// gap in the rules: after an upgrade changes a log format, this
+		// is how the daemon would otherwise go silently blind.
+		if len(events) == before && logs.LooksLikeFailure(l.Text) {
+			unmatched++
+			sample = strings.ToValidUTF8(string(l.Text[:min(len(l.Text), 300)]), "?")
+		}
 	}
 	kbans, sbans := d.decide(events, now)
 	if err := d.st.Commit(ctx, store.Batch{Events: events, Bans: sbans, Positions: toStorePositions(b.Positions)}); err != nil {
@@ -122,6 +139,10 @@ func (d *Daemon) handle(ctx context.Context, h *sourceHealth, b logs.Batch) erro
 		}
 	}
 	d.healthMu.Lock()
+	if unmatched > 0 {
+		h.Unmatched += unmatched
+		h.LastUnmatched, h.UnmatchedAt = sample, now
+	}
 	h.Lines += int64(len(b.Lines))
 	h.Events += int64(len(events))
 	if len(b.Lines) > 0 {

@@ -38,14 +38,6 @@ func logsCommand() *cli.Command {
 	}
 }
 
-// suspiciousWords mark lines worth showing when no rule matched them.
-var suspiciousWords = []string{
-	"authentication failed", "auth failed", "authentication failure", "password mismatch",
-	"failed password", "invalid user", "unknown user", "login failed", "relay access denied",
-	"relay not permitted", "too many errors", "pregreet", "dnsbl", "incorrect authentication",
-	"synchronization error", "illegal user", "brute",
-}
-
 // maxSuspicious bounds the unmatched lines listed.
 const maxSuspicious = 50
 
@@ -153,7 +145,7 @@ func logsTest(cCtx *cli.Context) error {
 				}
 				fmt.Fprintf(tw, "%s:%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", name, n, e.Time.Local().Format(time.DateTime), e.Service, e.Kind, e.Addr, printable(e.User, 40), e.Attempts, e.Rule)
 			})
-			if !matched && !skipped && looksSuspicious(text) {
+			if !matched && !skipped && logs.LooksLikeFailure(text) {
 				unmatchedCount++
 				if len(unmatched) < maxSuspicious {
 					unmatched = append(unmatched, suspicious{name, n, printable(string(text), 200)})
@@ -271,16 +263,6 @@ func eachLine(r io.Reader, fn func(n int64, text []byte)) error {
 			return err
 		}
 	}
-}
-
-func looksSuspicious(text []byte) bool {
-	lower := bytes.ToLower(text)
-	for _, w := range suspiciousWords {
-		if bytes.Contains(lower, []byte(w)) {
-			return true
-		}
-	}
-	return false
 }
 
 // printable quotes control characters and cuts s to max runes, so log
