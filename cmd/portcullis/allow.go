@@ -35,25 +35,22 @@ func allowCommand() *cli.Command {
 					if err := noArgs(c); err != nil {
 						return err
 					}
-					m, err := openMaps(c)
-					if err != nil {
-						return err
-					}
-					defer m.Close()
-					list, err := m.Allowlist()
-					if err != nil {
-						return explainErr(err)
-					}
-					if c.Bool("json") {
-						return writeJSON(c.App.Writer, prefixStrings(list))
-					}
-					if len(list) == 0 {
-						fmt.Fprintln(c.App.Writer, "the allowlist is empty")
-					}
-					for _, p := range list {
-						fmt.Fprintln(c.App.Writer, p)
-					}
-					return nil
+					return withMaps(c, func(m *maps.Maps) error {
+						list, err := m.Allowlist()
+						if err != nil {
+							return explainErr(err)
+						}
+						if c.Bool("json") {
+							return writeJSON(c.App.Writer, prefixStrings(list))
+						}
+						if len(list) == 0 {
+							fmt.Fprintln(c.App.Writer, "the allowlist is empty")
+						}
+						for _, p := range list {
+							fmt.Fprintln(c.App.Writer, p)
+						}
+						return nil
+					})
 				},
 			},
 		},
@@ -73,26 +70,23 @@ func changeAllowlist(c *cli.Context, add bool) error {
 	if handled, err := viaDaemon(c, daemon.Request{Command: cmd, Prefixes: prefixStrings(prefixes)}); handled {
 		return err
 	}
-	m, err := openMaps(c)
-	if err != nil {
-		return err
-	}
-	defer m.Close()
-	for _, p := range prefixes {
-		if add {
-			if err := m.Allow(p); err != nil {
+	return withMaps(c, func(m *maps.Maps) error {
+		for _, p := range prefixes {
+			if add {
+				if err := m.Allow(p); err != nil {
+					return explainErr(err)
+				}
+				fmt.Fprintf(c.App.Writer, "allowed %s\n", p)
+				continue
+			}
+			if err := m.Disallow(p); err != nil {
+				if errors.Is(err, maps.ErrNotFound) {
+					return fmt.Errorf("%s is not in the allowlist (`portcullis allow list` shows it)", p)
+				}
 				return explainErr(err)
 			}
-			fmt.Fprintf(c.App.Writer, "allowed %s\n", p)
-			continue
+			fmt.Fprintf(c.App.Writer, "removed %s from the allowlist\n", p)
 		}
-		if err := m.Disallow(p); err != nil {
-			if errors.Is(err, maps.ErrNotFound) {
-				return fmt.Errorf("%s is not in the allowlist (`portcullis allow list` shows it)", p)
-			}
-			return explainErr(err)
-		}
-		fmt.Fprintf(c.App.Writer, "removed %s from the allowlist\n", p)
-	}
-	return nil
+		return nil
+	})
 }

@@ -216,6 +216,17 @@ func openMaps(c *cli.Context) (*maps.Maps, error) {
 	return m, nil
 }
 
+// withMaps runs fn with the pinned maps open, for the commands that read or
+// change them directly.
+func withMaps(c *cli.Context, fn func(*maps.Maps) error) error {
+	m, err := openMaps(c)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	return fn(m)
+}
+
 // explainErr turns kernel errnos into what a person can act on.
 func explainErr(err error) error {
 	if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {

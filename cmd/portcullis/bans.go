@@ -69,35 +69,32 @@ func banCommand() *cli.Command {
 			if handled, err := viaDaemon(c, req); handled {
 				return err
 			}
-			m, err := openMaps(c)
-			if err != nil {
-				return err
-			}
-			defer m.Close()
-			now := time.Now()
-			bans := make([]maps.Ban, len(prefixes))
-			var recs []store.Ban
-			for i, p := range prefixes {
-				bans[i] = maps.Ban{Prefix: p, Scope: scope, Origin: maps.OriginManual, Reason: c.String("reason"), Expires: expires}
-				recs = append(recs, store.Ban{Prefix: p, Scope: store.Scope(scope.String()), Origin: store.OriginManual, Reason: c.String("reason"), Start: now, Expires: expires})
-			}
-			if err := m.AddBans(bans); err != nil {
-				return explainErr(err)
-			}
-			if err := recordOffline(c, store.Batch{Bans: recs}); err != nil {
-				return err
-			}
-			for _, b := range bans {
-				until := "permanently"
-				if !b.Expires.IsZero() {
-					until = "until " + b.Expires.UTC().Format(time.RFC3339)
+			return withMaps(c, func(m *maps.Maps) error {
+				now := time.Now()
+				bans := make([]maps.Ban, len(prefixes))
+				var recs []store.Ban
+				for i, p := range prefixes {
+					bans[i] = maps.Ban{Prefix: p, Scope: scope, Origin: maps.OriginManual, Reason: c.String("reason"), Expires: expires}
+					recs = append(recs, store.Ban{Prefix: p, Scope: store.Scope(scope.String()), Origin: store.OriginManual, Reason: c.String("reason"), Start: now, Expires: expires})
 				}
-				fmt.Fprintf(c.App.Writer, "banned %s (scope %s) %s\n", b.Prefix, b.Scope, until)
-				if by, ok, err := m.AllowedBy(b.Prefix.Addr()); err == nil && ok {
-					fmt.Fprintf(c.App.Writer, "note: %s is allowlisted by %s; the allowlist wins, so this ban drops nothing until that entry goes\n", b.Prefix, by)
+				if err := m.AddBans(bans); err != nil {
+					return explainErr(err)
 				}
-			}
-			return nil
+				if err := recordOffline(c, store.Batch{Bans: recs}); err != nil {
+					return err
+				}
+				for _, b := range bans {
+					until := "permanently"
+					if !b.Expires.IsZero() {
+						until = "until " + b.Expires.UTC().Format(time.RFC3339)
+					}
+					fmt.Fprintf(c.App.Writer, "banned %s (scope %s) %s\n", b.Prefix, b.Scope, until)
+					if by, ok, err := m.AllowedBy(b.Prefix.Addr()); err == nil && ok {
+						fmt.Fprintf(c.App.Writer, "note: %s is allowlisted by %s; the allowlist wins, so this ban drops nothing until that entry goes\n", b.Prefix, by)
+					}
+				}
+				return nil
+			})
 		},
 	}
 }
@@ -115,24 +112,21 @@ func unbanCommand() *cli.Command {
 			if handled, err := viaDaemon(c, daemon.Request{Command: "unban", Prefixes: prefixStrings(prefixes)}); handled {
 				return err
 			}
-			m, err := openMaps(c)
-			if err != nil {
-				return err
-			}
-			defer m.Close()
-			for _, p := range prefixes {
-				if err := recordOffline(c, store.Batch{Lifts: []store.Lift{{Prefix: p, At: time.Now(), Reason: "manual unban"}}}); err != nil {
-					return err
-				}
-				if err := m.DeleteBan(p); err != nil {
-					if errors.Is(err, maps.ErrNotFound) {
-						return fmt.Errorf("%s is not banned (`portcullis bans` lists the bans)", p)
+			return withMaps(c, func(m *maps.Maps) error {
+				for _, p := range prefixes {
+					if err := recordOffline(c, store.Batch{Lifts: []store.Lift{{Prefix: p, At: time.Now(), Reason: "manual unban"}}}); err != nil {
+						return err
 					}
-					return explainErr(err)
+					if err := m.DeleteBan(p); err != nil {
+						if errors.Is(err, maps.ErrNotFound) {
+							return fmt.Errorf("%s is not banned (`portcullis bans` lists the bans)", p)
+						}
+						return explainErr(err)
+					}
+					fmt.Fprintf(c.App.Writer, "unbanned %s\n", p)
 				}
-				fmt.Fprintf(c.App.Writer, "unbanned %s\n", p)
-			}
-			return nil
+				return nil
+			})
 		},
 	}
 }
@@ -157,44 +151,41 @@ func bansCommand() *cli.Command {
 			if err := noArgs(c); err != nil {
 				return err
 			}
-			m, err := openMaps(c)
-			if err != nil {
-				return err
-			}
-			defer m.Close()
-			bans, err := m.Bans()
-			if err != nil {
-				return explainErr(err)
-			}
-			now := time.Now()
-			if c.Bool("json") {
-				out := make([]banJSON, 0, len(bans))
+			return withMaps(c, func(m *maps.Maps) error {
+				bans, err := m.Bans()
+				if err != nil {
+					return explainErr(err)
+				}
+				now := time.Now()
+				if c.Bool("json") {
+					out := make([]banJSON, 0, len(bans))
+					for _, b := range bans {
+						out = append(out, banJSON{
+							Prefix: b.Prefix.String(), Scope: b.Scope.String(), Reason: b.Reason, Origin: b.Origin.String(),
+							Starts: jsonTime(b.Starts), Expires: jsonTime(b.Expires), Active: b.ActiveAt(now), Hits: b.Hits,
+						})
+					}
+					return writeJSON(c.App.Writer, out)
+				}
+				if len(bans) == 0 {
+					fmt.Fprintln(c.App.Writer, "no bans")
+					return nil
+				}
+				w := table(c.App.Writer)
+				defer w.Flush()
+				fmt.Fprintln(w, "PREFIX\tSCOPE\tEXPIRES\tHITS\tORIGIN\tREASON")
 				for _, b := range bans {
-					out = append(out, banJSON{
-						Prefix: b.Prefix.String(), Scope: b.Scope.String(), Reason: b.Reason, Origin: b.Origin.String(),
-						Starts: jsonTime(b.Starts), Expires: jsonTime(b.Expires), Active: b.ActiveAt(now), Hits: b.Hits,
-					})
+					exp := "never"
+					switch {
+					case !b.Starts.IsZero() && now.Before(b.Starts):
+						exp = "starts " + until(b.Starts, now)
+					case !b.Expires.IsZero():
+						exp = until(b.Expires, now)
+					}
+					fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\n", b.Prefix, b.Scope, exp, b.Hits, b.Origin, b.Reason)
 				}
-				return writeJSON(c.App.Writer, out)
-			}
-			if len(bans) == 0 {
-				fmt.Fprintln(c.App.Writer, "no bans")
 				return nil
-			}
-			w := table(c.App.Writer)
-			defer w.Flush()
-			fmt.Fprintln(w, "PREFIX\tSCOPE\tEXPIRES\tHITS\tORIGIN\tREASON")
-			for _, b := range bans {
-				exp := "never"
-				switch {
-				case !b.Starts.IsZero() && now.Before(b.Starts):
-					exp = "starts " + until(b.Starts, now)
-				case !b.Expires.IsZero():
-					exp = until(b.Expires, now)
-				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\n", b.Prefix, b.Scope, exp, b.Hits, b.Origin, b.Reason)
-			}
-			return nil
+			})
 		},
 	}
 }

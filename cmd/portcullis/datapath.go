@@ -142,46 +142,44 @@ func statusCommand() *cli.Command {
 			if err := noArgs(c); err != nil {
 				return err
 			}
-			m, err := openMaps(c)
-			if err != nil {
-				return err
-			}
-			defer m.Close()
-			st := statusJSON{PinDir: pinDir(c), RateLimits: map[string]rateJSON{}, Ports: map[string][]uint16{}, GeneratedAt: time.Now().UTC().Format(time.RFC3339)}
-			if st.Program, err = loader.ProgramInfo(st.PinDir); err != nil {
-				return err
-			}
-			if st.Attached, err = loader.Attachments(st.PinDir); err != nil {
-				return err
-			}
-			if st.Maps, err = m.Fill(); err != nil {
-				return err
-			}
-			if st.Counters, err = m.Counters(); err != nil {
-				return err
-			}
-			ports, err := m.PortClasses()
-			if err != nil {
-				return err
-			}
-			for _, cl := range maps.Classes() {
-				rl, err := m.RateLimit(cl)
+			return withMaps(c, func(m *maps.Maps) error {
+				var err error
+				st := statusJSON{PinDir: pinDir(c), RateLimits: map[string]rateJSON{}, Ports: map[string][]uint16{}, GeneratedAt: time.Now().UTC().Format(time.RFC3339)}
+				if st.Program, err = loader.ProgramInfo(st.PinDir); err != nil {
+					return err
+				}
+				if st.Attached, err = loader.Attachments(st.PinDir); err != nil {
+					return err
+				}
+				if st.Maps, err = m.Fill(); err != nil {
+					return err
+				}
+				if st.Counters, err = m.Counters(); err != nil {
+					return err
+				}
+				ports, err := m.PortClasses()
 				if err != nil {
 					return err
 				}
-				st.RateLimits[cl.String()] = toRateJSON(rl)
-				st.Ports[cl.String()] = ports[cl]
-			}
-			resp, err := daemon.Call(c.Context, globalString(c, "socket"), daemon.Request{Command: "status"})
-			if err != nil && !errors.Is(err, daemon.ErrNotRunning) {
-				return explainErr(err)
-			}
-			st.Daemon = resp.Status
-			if c.Bool("json") {
-				return writeJSON(c.App.Writer, st)
-			}
-			printStatus(c, st)
-			return nil
+				for _, cl := range maps.Classes() {
+					rl, err := m.RateLimit(cl)
+					if err != nil {
+						return err
+					}
+					st.RateLimits[cl.String()] = toRateJSON(rl)
+					st.Ports[cl.String()] = ports[cl]
+				}
+				resp, err := daemon.Call(c.Context, globalString(c, "socket"), daemon.Request{Command: "status"})
+				if err != nil && !errors.Is(err, daemon.ErrNotRunning) {
+					return explainErr(err)
+				}
+				st.Daemon = resp.Status
+				if c.Bool("json") {
+					return writeJSON(c.App.Writer, st)
+				}
+				printStatus(c, st)
+				return nil
+			})
 		},
 	}
 }

@@ -153,81 +153,78 @@ func geoStatus(c *cli.Context) error {
 	if err := noArgs(c); err != nil {
 		return err
 	}
-	m, err := openMaps(c)
-	if err != nil {
-		return err
-	}
-	defer m.Close()
-	ks, err := m.GeoStatus()
-	if err != nil {
-		return err
-	}
-	out := geoStatusJSON{On: ks.On, Set: ks.Set, Bytes: ks.Bytes, Countries: []geoCountryJSON{}}
-	for _, cs := range ks.Countries {
-		out.Countries = append(out.Countries, geoCountryJSON{Country: cs.Country, IPv4: cs.IPv4, IPv6: cs.IPv6, Drops: cs.Drop.String(), Dropped: cs.Dropped})
-	}
-	resp, err := daemon.Call(c.Context, globalString(c, "socket"), daemon.Request{Command: "status"})
-	switch {
-	case err == nil && resp.Status != nil && resp.Status.Geo != nil:
-		g := resp.Status.Geo
-		info := g.Info
-		out.Database, out.Loaded, out.Policies = &info, jsonTime(g.Loaded), g.Policies
-	case err == nil:
-		// The daemon runs without a database.
-	case errors.Is(err, daemon.ErrNotRunning):
-		cfg, cerr := loadConfig(c)
-		if cerr == nil && cfg.Geo.Database != "" {
-			if db, oerr := geo.Open(cfg.Geo.Database); oerr == nil {
-				info := db.Info()
-				db.Close()
-				out.Database, out.FromConfig = &info, true
-				out.Policies = map[string]string{}
-				for cl, p := range daemon.GeoPolicies(cfg.Geo) {
-					out.Policies[daemon.GeoClassName(cl)] = p.String()
+	return withMaps(c, func(m *maps.Maps) error {
+		ks, err := m.GeoStatus()
+		if err != nil {
+			return err
+		}
+		out := geoStatusJSON{On: ks.On, Set: ks.Set, Bytes: ks.Bytes, Countries: []geoCountryJSON{}}
+		for _, cs := range ks.Countries {
+			out.Countries = append(out.Countries, geoCountryJSON{Country: cs.Country, IPv4: cs.IPv4, IPv6: cs.IPv6, Drops: cs.Drop.String(), Dropped: cs.Dropped})
+		}
+		resp, err := daemon.Call(c.Context, globalString(c, "socket"), daemon.Request{Command: "status"})
+		switch {
+		case err == nil && resp.Status != nil && resp.Status.Geo != nil:
+			g := resp.Status.Geo
+			info := g.Info
+			out.Database, out.Loaded, out.Policies = &info, jsonTime(g.Loaded), g.Policies
+		case err == nil:
+			// The daemon runs without a database.
+		case errors.Is(err, daemon.ErrNotRunning):
+			cfg, cerr := loadConfig(c)
+			if cerr == nil && cfg.Geo.Database != "" {
+				if db, oerr := geo.Open(cfg.Geo.Database); oerr == nil {
+					info := db.Info()
+					db.Close()
+					out.Database, out.FromConfig = &info, true
+					out.Policies = map[string]string{}
+					for cl, p := range daemon.GeoPolicies(cfg.Geo) {
+						out.Policies[daemon.GeoClassName(cl)] = p.String()
+					}
 				}
 			}
+		default:
+			return explainErr(err)
 		}
-	default:
-		return explainErr(err)
-	}
-	if c.Bool("json") {
-		return writeJSON(c.App.Writer, out)
-	}
-	w := table(c.App.Writer)
-	if out.Database == nil {
-		fmt.Fprintln(w, "database:\tnone loaded")
-	} else {
-		d := out.Database
-		fmt.Fprintf(w, "database:\t%s\n", d.Path)
-		fmt.Fprintf(w, "type:\t%s (%s shape), built %s\n", d.Type, d.Shape, d.Built.Format(time.DateOnly))
-		if out.FromConfig {
-			fmt.Fprintln(w, "loaded:\tthe daemon is not running; this is the config's database as it is now")
-		} else if out.Loaded != nil {
-			fmt.Fprintf(w, "loaded:\t%s\n", *out.Loaded)
+		if c.Bool("json") {
+			return writeJSON(c.App.Writer, out)
 		}
-		var ps []string
-		for _, cl := range geoClasses {
-			name := daemon.GeoClassName(cl)
-			ps = append(ps, name+": "+out.Policies[name])
+		w := table(c.App.Writer)
+		if out.Database == nil {
+			fmt.Fprintln(w, "database:\tnone loaded")
+		} else {
+			d := out.Database
+			fmt.Fprintf(w, "database:\t%s\n", d.Path)
+			fmt.Fprintf(w, "type:\t%s (%s shape), built %s\n", d.Type, d.Shape, d.Built.Format(time.DateOnly))
+			if out.FromConfig {
+				fmt.Fprintln(w, "loaded:\tthe daemon is not running; this is the config's database as it is now")
+			} else if out.Loaded != nil {
+				fmt.Fprintf(w, "loaded:\t%s\n", *out.Loaded)
+			}
+			var ps []string
+			for _, cl := range geoClasses {
+				name := daemon.GeoClassName(cl)
+				ps = append(ps, name+": "+out.Policies[name])
+			}
+			fmt.Fprintf(w, "policy:\t%s\n", strings.Join(ps, "; "))
 		}
-		fmt.Fprintf(w, "policy:\t%s\n", strings.Join(ps, "; "))
-	}
-	state := "off (no policy in the kernel)"
-	if out.On {
-		state = fmt.Sprintf("on, tries set %d, %.1f MiB of kernel memory", out.Set, float64(out.Bytes)/(1<<20))
-	}
-	fmt.Fprintf(w, "kernel:\t%s\n", state)
-	if err := w.Flush(); err != nil {
-		return err
-	}
-	if len(out.Countries) == 0 {
-		return nil
-	}
-	fmt.Fprintln(c.App.Writer)
-	w = table(c.App.Writer)
-	fmt.Fprintln(w, "COUNTRY\tIPV4\tIPV6\tDROPS\tDROPPED")
-	for _, cs := range out.Countries {
-		fmt.Fprintf(w, "%s\t%d\t%d\t%s\t%d\n", cs.Country, cs.IPv4, cs.IPv6, cs.Drops, cs.Dropped)
-	}
-	return w.Flush()
+		state := "off (no policy in the kernel)"
+		if out.On {
+			state = fmt.Sprintf("on, tries set %d, %.1f MiB of kernel memory", out.Set, float64(out.Bytes)/(1<<20))
+		}
+		fmt.Fprintf(w, "kernel:\t%s\n", state)
+		if err := w.Flush(); err != nil {
+			return err
+		}
+		if len(out.Countries) == 0 {
+			return nil
+		}
+		fmt.Fprintln(c.App.Writer)
+		w = table(c.App.Writer)
+		fmt.Fprintln(w, "COUNTRY\tIPV4\tIPV6\tDROPS\tDROPPED")
+		for _, cs := range out.Countries {
+			fmt.Fprintf(w, "%s\t%d\t%d\t%s\t%d\n", cs.Country, cs.IPv4, cs.IPv6, cs.Drops, cs.Dropped)
+		}
+		return w.Flush()
+	})
 }

@@ -85,44 +85,41 @@ func ratelimitCommand() *cli.Command {
 					return err
 				}
 			}
-			m, err := openMaps(c)
-			if err != nil {
-				return err
-			}
-			defer m.Close()
-			if setting {
-				cur, err := m.RateLimit(classes[0])
-				if err != nil {
-					return explainErr(err)
+			return withMaps(c, func(m *maps.Maps) error {
+				if setting {
+					cur, err := m.RateLimit(classes[0])
+					if err != nil {
+						return explainErr(err)
+					}
+					if c.IsSet("rate") {
+						cur.PerMinute = rate
+					}
+					if c.IsSet("burst") {
+						cur.Burst = uint32(c.Uint("burst"))
+					}
+					if cur.PerMinute > 0 && cur.Burst == 0 {
+						return fmt.Errorf("a rate limit needs --burst of at least 1")
+					}
+					if err := m.SetRateLimit(classes[0], cur); err != nil {
+						return explainErr(err)
+					}
 				}
-				if c.IsSet("rate") {
-					cur.PerMinute = rate
+				out := map[string]rateJSON{}
+				for _, cl := range classes {
+					r, err := m.RateLimit(cl)
+					if err != nil {
+						return explainErr(err)
+					}
+					out[cl.String()] = toRateJSON(r)
 				}
-				if c.IsSet("burst") {
-					cur.Burst = uint32(c.Uint("burst"))
+				if c.Bool("json") {
+					return writeJSON(c.App.Writer, out)
 				}
-				if cur.PerMinute > 0 && cur.Burst == 0 {
-					return fmt.Errorf("a rate limit needs --burst of at least 1")
+				for _, cl := range classes {
+					fmt.Fprintf(c.App.Writer, "%s: %s\n", cl, out[cl.String()])
 				}
-				if err := m.SetRateLimit(classes[0], cur); err != nil {
-					return explainErr(err)
-				}
-			}
-			out := map[string]rateJSON{}
-			for _, cl := range classes {
-				r, err := m.RateLimit(cl)
-				if err != nil {
-					return explainErr(err)
-				}
-				out[cl.String()] = toRateJSON(r)
-			}
-			if c.Bool("json") {
-				return writeJSON(c.App.Writer, out)
-			}
-			for _, cl := range classes {
-				fmt.Fprintf(c.App.Writer, "%s: %s\n", cl, out[cl.String()])
-			}
-			return nil
+				return nil
+			})
 		},
 	}
 }

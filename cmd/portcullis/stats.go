@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/portcullis-mail/portcullis/maps"
 )
 
 type statsJSON struct {
@@ -30,36 +32,33 @@ func statsCommand() *cli.Command {
 			if err := noArgs(c); err != nil {
 				return err
 			}
-			m, err := openMaps(c)
-			if err != nil {
-				return err
-			}
-			defer m.Close()
-			ct, err := m.Counters()
-			if err != nil {
-				return explainErr(err)
-			}
-			s := statsJSON{
-				Passed: ct.Passed, Allowlisted: ct.Allowlisted, DroppedBan: ct.DroppedBan, DroppedRate: ct.DroppedRate,
-				DroppedGeo: ct.DroppedGeo, SynSeen: ct.SynMX + ct.SynAuth, SynSeenMX: ct.SynMX, SynSeenAuth: ct.SynAuth,
-				Malformed: ct.Malformed, NonIP: ct.NonIP, TrackFull: ct.TrackFull,
-			}
-			if c.Bool("json") {
-				return writeJSON(c.App.Writer, s)
-			}
-			w := table(c.App.Writer)
-			defer w.Flush()
-			for _, row := range []struct {
-				name string
-				v    uint64
-			}{
-				{"passed", s.Passed}, {"allowlisted", s.Allowlisted}, {"dropped (ban)", s.DroppedBan},
-				{"dropped (rate)", s.DroppedRate}, {"SYNs seen (mx)", s.SynSeenMX}, {"SYNs seen (auth)", s.SynSeenAuth},
-				{"malformed", s.Malformed}, {"non-IP", s.NonIP}, {"untracked SYNs (source table full)", s.TrackFull},
-			} {
-				fmt.Fprintf(w, "%s\t%d\n", row.name, row.v)
-			}
-			return nil
+			return withMaps(c, func(m *maps.Maps) error {
+				ct, err := m.Counters()
+				if err != nil {
+					return explainErr(err)
+				}
+				s := statsJSON{
+					Passed: ct.Passed, Allowlisted: ct.Allowlisted, DroppedBan: ct.DroppedBan, DroppedRate: ct.DroppedRate,
+					DroppedGeo: ct.DroppedGeo, SynSeen: ct.SynMX + ct.SynAuth, SynSeenMX: ct.SynMX, SynSeenAuth: ct.SynAuth,
+					Malformed: ct.Malformed, NonIP: ct.NonIP, TrackFull: ct.TrackFull,
+				}
+				if c.Bool("json") {
+					return writeJSON(c.App.Writer, s)
+				}
+				w := table(c.App.Writer)
+				defer w.Flush()
+				for _, row := range []struct {
+					name string
+					v    uint64
+				}{
+					{"passed", s.Passed}, {"allowlisted", s.Allowlisted}, {"dropped (ban)", s.DroppedBan},
+					{"dropped (rate)", s.DroppedRate}, {"SYNs seen (mx)", s.SynSeenMX}, {"SYNs seen (auth)", s.SynSeenAuth},
+					{"malformed", s.Malformed}, {"non-IP", s.NonIP}, {"untracked SYNs (source table full)", s.TrackFull},
+				} {
+					fmt.Fprintf(w, "%s\t%d\n", row.name, row.v)
+				}
+				return nil
+			})
 		},
 	}
 }
@@ -90,38 +89,35 @@ func topCommand() *cli.Command {
 			if c.Int("n") < 1 {
 				return fmt.Errorf("--n must be at least 1")
 			}
-			m, err := openMaps(c)
-			if err != nil {
-				return err
-			}
-			defer m.Close()
-			top, err := m.Top(c.Int("n"))
-			if err != nil {
-				return explainErr(err)
-			}
-			if c.Bool("json") {
-				out := make([]sourceJSON, 0, len(top))
-				for _, s := range top {
-					out = append(out, sourceJSON{
-						Source: s.Prefix.String(), SynMX: s.SYNs[0], SynAuth: s.SYNs[1], Syn: s.Total(),
-						DroppedMX: s.Drops[0], DroppedAuth: s.Drops[1], Dropped: s.Drops[0] + s.Drops[1],
-						LastSeen: jsonTime(s.LastSeen),
-					})
+			return withMaps(c, func(m *maps.Maps) error {
+				top, err := m.Top(c.Int("n"))
+				if err != nil {
+					return explainErr(err)
 				}
-				return writeJSON(c.App.Writer, out)
-			}
-			if len(top) == 0 {
-				fmt.Fprintln(c.App.Writer, "no SYNs to protected ports seen yet")
+				if c.Bool("json") {
+					out := make([]sourceJSON, 0, len(top))
+					for _, s := range top {
+						out = append(out, sourceJSON{
+							Source: s.Prefix.String(), SynMX: s.SYNs[0], SynAuth: s.SYNs[1], Syn: s.Total(),
+							DroppedMX: s.Drops[0], DroppedAuth: s.Drops[1], Dropped: s.Drops[0] + s.Drops[1],
+							LastSeen: jsonTime(s.LastSeen),
+						})
+					}
+					return writeJSON(c.App.Writer, out)
+				}
+				if len(top) == 0 {
+					fmt.Fprintln(c.App.Writer, "no SYNs to protected ports seen yet")
+					return nil
+				}
+				now := time.Now()
+				w := table(c.App.Writer)
+				defer w.Flush()
+				fmt.Fprintln(w, "SOURCE\tSYN MX\tSYN AUTH\tRATE-DROPPED\tLAST SEEN")
+				for _, s := range top {
+					fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%s\n", s.Prefix, s.SYNs[0], s.SYNs[1], s.Drops[0]+s.Drops[1], ago(s.LastSeen, now))
+				}
 				return nil
-			}
-			now := time.Now()
-			w := table(c.App.Writer)
-			defer w.Flush()
-			fmt.Fprintln(w, "SOURCE\tSYN MX\tSYN AUTH\tRATE-DROPPED\tLAST SEEN")
-			for _, s := range top {
-				fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%s\n", s.Prefix, s.SYNs[0], s.SYNs[1], s.Drops[0]+s.Drops[1], ago(s.LastSeen, now))
-			}
-			return nil
+			})
 		},
 	}
 }
