@@ -51,6 +51,9 @@ type Daemon struct {
 	LogFormat string `toml:"log_format"`
 	// LogLevel is "debug", "info", "warn" or "error".
 	LogLevel string `toml:"log_level"`
+	// Metrics is where the daemon serves Prometheus metrics over HTTP
+	// (host:port); empty serves none.
+	Metrics string `toml:"metrics"`
 }
 
 // Logs is what the daemon reads.

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"github.com/portcullis-mail/portcullis/logs"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"time"
@@ -93,6 +94,11 @@ func (c Config) problems() []problem {
 	}
 	ch.oneOf("daemon.log_format", d.LogFormat, "text", "json")
 	ch.oneOf("daemon.log_level", d.LogLevel, "debug", "info", "warn", "error")
+	if d.Metrics != "" {
+		if _, err := netip.ParseAddrPort(d.Metrics); err != nil {
+			ch.addf("daemon.metrics", "want an address and port such as \"127.0.0.1:9433\", got %q", d.Metrics)
+		}
+	}
 
 	for i, f := range c.Logs.Files {
 		key := fmt.Sprintf("logs.files[%d]", i)

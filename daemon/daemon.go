@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"sync"
@@ -214,6 +215,14 @@ func (d *Daemon) run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
+	// Listen before anything runs, so a port in use is an error at start,
+	// not a silent lack of metrics.
+	var metrics net.Listener
+	if addr := d.cfg.Daemon.Metrics; addr != "" {
+		if metrics, err = net.Listen("tcp", addr); err != nil {
+			return fmt.Errorf("metrics: listen on %s: %w", addr, err)
+		}
+	}
 	notify := NewNotifier()
 	g, ctx := errgroup.WithContext(ctx)
 	for _, s := range sources {
@@ -221,6 +230,10 @@ func (d *Daemon) run(ctx context.Context, opts Options) error {
 	}
 	socket := d.cfg.Daemon.Socket
 	g.Go(func() error { return d.serveControl(ctx, socket) })
+	if metrics != nil {
+		d.log.Info("serving metrics", "addr", metrics.Addr().String())
+		g.Go(func() error { return d.serveMetrics(ctx, metrics) })
+	}
 	g.Go(func() error { return d.housekeeping(ctx, notify) })
 	addrs := d.subscribeAddrs()
 	g.Go(func() error { return d.watchAddrs(ctx, addrs) })
