@@ -16,7 +16,7 @@ func Channels(c config.Alerts) []Channel {
 		case "sendmail":
 			out = append(out, &Sendmail{ChannelName: ch.Name, Command: strings.Fields(ch.Command), From: c.From, To: c.To})
 		case "smtp":
-			out = append(out, &SMTP{ChannelName: ch.Name, Address: ch.Address, StartTLS: ch.StartTLS, From: c.From, To: c.To})
+			out = append(out, &SMTP{ChannelName: ch.Name, Address: ch.Address, StartTLS: ch.StartTLS, CAFile: ch.CAFile, From: c.From, To: c.To})
 		case "webhook":
 			out = append(out, &Webhook{ChannelName: ch.Name, URL: ch.URL, Format: ch.Format})
 		}

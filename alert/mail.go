@@ -5,12 +5,14 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"mime"
 	"net"
 	"net/smtp"
+	"os"
 	"os/exec"
 	"strings"
 	"time"
@@ -97,8 +99,10 @@ type SMTP struct {
 	// Address is host:port; empty means localhost:25.
 	Address string
 	// StartTLS upgrades the connection when the server offers it; the
-	// server's certificate is then verified.
+	// server's certificate is then verified, against CAFile's CAs when
+	// set, else the system's.
 	StartTLS bool
+	CAFile   string
 	From     string
 	To       []string
 	// Dial opens the connection; nil means a net.Dialer.
@@ -144,7 +148,18 @@ func (s *SMTP) Send(ctx context.Context, m Message) error {
 		return fmt.Errorf("smtp hello to %s: %w", addr, err)
 	}
 	if ok, _ := c.Extension("STARTTLS"); ok && s.StartTLS {
-		if err := c.StartTLS(&tls.Config{ServerName: host}); err != nil {
+		cfg := &tls.Config{ServerName: host}
+		if s.CAFile != "" {
+			pem, err := os.ReadFile(s.CAFile)
+			if err != nil {
+				return fmt.Errorf("read ca_file: %w", err)
+			}
+			cfg.RootCAs = x509.NewCertPool()
+			if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+				return fmt.Errorf("ca_file %s holds no PEM certificate", s.CAFile)
+			}
+		}
+		if err := c.StartTLS(cfg); err != nil {
 			return fmt.Errorf("starttls with %s: %w", addr, err)
 		}
 	}

@@ -253,6 +253,9 @@ type AlertChannel struct {
 	// when it offers to.
 	Address  string `toml:"address"`
 	StartTLS bool   `toml:"starttls"`
+	// CAFile verifies the server's STARTTLS certificate against this CA
+	// (PEM) instead of the system's roots: a local MTA's own CA.
+	CAFile string `toml:"ca_file"`
 	// URL and Format ("slack" or "json") are the webhook's.
 	URL    string `toml:"url"`
 	Format string `toml:"format"`

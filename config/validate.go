@@ -270,6 +270,9 @@ func (a Alerts) check(ch *checker) {
 			if c.Address != "" && !strings.Contains(c.Address, ":") {
 				ch.addf(key+".address", "want host:port, got %q", c.Address)
 			}
+			if c.CAFile != "" {
+				ch.absPath(key+".ca_file", c.CAFile)
+			}
 		case "webhook":
 			if !strings.HasPrefix(c.URL, "https://") && !strings.HasPrefix(c.URL, "http://") {
 				ch.addf(key+".url", "want an http:// or https:// URL, got %q", c.URL)

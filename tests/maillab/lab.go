@@ -54,6 +54,9 @@ type Options struct {
 	AuthPenalty bool
 	// SSH also starts a private sshd on port 22 (package openssh-server).
 	SSH bool
+	// TLS gives Postfix a certificate from a throwaway CA (Lab.TLSCA), so
+	// clients can use STARTTLS on 25 and 587.
+	TLS bool
 }
 
 // The service addresses every lab's servers listen on; each lab has its own
@@ -66,6 +69,7 @@ var (
 // Lab is a running mail lab. Close (registered with t.Cleanup by Start)
 // stops every server.
 type Lab struct {
+	tlsCA   string // the CA file when Options.TLS
 	opts    Options
 	dir     string
 	suffix  string
@@ -332,3 +336,7 @@ func (l *Lab) Processes() ([]int, error) {
 	}
 	return pids, nil
 }
+
+// TLSCA is the file of the CA that signed Postfix's certificate (with
+// Options.TLS), for clients that verify STARTTLS.
+func (l *Lab) TLSCA() string { return l.tlsCA }

@@ -25,6 +25,8 @@ type postfixConfig struct {
 	LogFile, LogDir              string
 	Hostname                     string
 	MailboxDomain, MailboxBase   string
+	// TLSCert and TLSKey, when set, let clients upgrade with STARTTLS.
+	TLSCert, TLSKey string
 }
 
 // MailboxDomain is the domain whose mail the lab's Postfix delivers into
@@ -53,6 +55,12 @@ func startPostfix(ctx context.Context, l *Lab) (*postfix, error) {
 	}
 	if err := os.Chown(cfg.MailboxBase, 65534, 65534); err != nil {
 		return nil, fmt.Errorf("chown mailbox: %w", err)
+	}
+	if l.opts.TLS {
+		var err error
+		if l.tlsCA, cfg.TLSCert, cfg.TLSKey, err = writeTLS(base); err != nil {
+			return nil, err
+		}
 	}
 	if err := renderTemplate("main.cf.tmpl", filepath.Join(p.configDir, "main.cf"), 0o644, cfg); err != nil {
 		return nil, err
