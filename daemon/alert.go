@@ -427,7 +427,7 @@ func (d *Daemon) checkAttacks(ctx context.Context, cfg config.Alerts) {
 
 	a := d.alerts
 	counters, cerr := d.dp.Maps.Counters()
-	tops, terr := d.dp.Maps.Top(50)
+	tops, terr := d.dp.Maps.Top(topN)
 	var dropped uint64
 	var synTotal uint64
 	var synSources []alert.SYNRate
@@ -441,8 +441,14 @@ func (d *Daemon) checkAttacks(ctx context.Context, cfg config.Alerts) {
 		perMin := func(n uint64) uint64 { return uint64(float64(n) * float64(time.Minute) / float64(elapsed)) }
 		dropped = counters.DroppedBan + counters.DroppedRate - a.prevCounters.DroppedBan - a.prevCounters.DroppedRate
 		synTotal = perMin(counters.SynMX + counters.SynAuth - a.prevCounters.SynMX - a.prevCounters.SynAuth)
+		// The last look saw every source when it listed fewer than the
+		// top's size: then a source missing from it is new, and all its
+		// SYNs came since. Otherwise a newcomer may have been below the
+		// top before, and its rate is unknown until the next look.
+		sawAll := len(a.prevSources) < topN
 		for _, s := range tops {
-			if prev, ok := a.prevSources[s.Prefix.String()]; ok && s.Total() >= prev {
+			prev, ok := a.prevSources[s.Prefix.String()]
+			if (ok || sawAll) && s.Total() >= prev {
 				synSources = append(synSources, alert.SYNRate{Prefix: s.Prefix, PerMinute: perMin(s.Total() - prev)})
 			}
 		}
@@ -501,6 +507,9 @@ func (d *Daemon) checkAttacks(ctx context.Context, cfg config.Alerts) {
 		}
 	}
 }
+
+// topN is how many of the busiest sources the SYN-spike check follows.
+const topN = 50
 
 // baseline is the usual failed-login attempts a minute for this hour of
 // the day, over the last week.

@@ -243,3 +243,41 @@ func TestUnreadableFailureLinesAreAlerted(t *testing.T) {
 		t.Errorf("an unread line banned its source")
 	}
 }
+
+// The running daemon raises the attack alerts from what it sees: a
+// failed-login spike and a ban storm from its log, and a SYN spike from the
+// kernel's counters of real SYNs sent across the veth pair.
+func TestDaemonRaisesAttackAlerts(t *testing.T) {
+	h := newHarness(t)
+	in := newInbox(t)
+	h.alerting(t, in)
+	a := &h.cfg.Alerts.Attack
+	a.FailuresPerMinute, a.MinFailures = 8, 1
+	a.BanStorm = 2
+	a.SYNsPerMinute, a.SourceSYNsPerMinute = 5, 0
+	h.cfg.Datapath.RateLimit.MX.PerMinute = 0 // count the SYNs, drop none
+	h.start()
+
+	for i := 0; i < 5; i++ {
+		h.appendLog(saslFailure("198.18.101.1"), saslFailure("198.18.101.2"))
+	}
+	spike := in.wait(t, "attack:failures", false)
+	if !strings.Contains(spike.Body, "2 distinct sources") && !strings.Contains(spike.Subject, "2 sources") {
+		t.Errorf("the spike does not read as two machines:\n%s\n%s", spike.Subject, spike.Body)
+	}
+	in.wait(t, "attack:banstorm", false)
+
+	// SYNs from the client namespace to port 25 of the server (nothing
+	// listens: each is a SYN, answered by a reset).
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for i := 0; i < 20; i++ {
+		if c, err := h.pair.Client.Dial(ctx, "tcp", netip.AddrPortFrom(h.pair.ServerAddr4, 25)); err == nil {
+			c.Close()
+		}
+	}
+	syn := in.wait(t, "attack:syn", false)
+	if !strings.Contains(syn.Body, h.pair.ClientAddr4.String()) {
+		t.Errorf("the SYN spike does not name its source %s:\n%s", h.pair.ClientAddr4, syn.Body)
+	}
+}
