@@ -226,7 +226,8 @@ func (d *Daemon) run(ctx context.Context, opts Options) error {
 	notify := NewNotifier()
 	g, ctx := errgroup.WithContext(ctx)
 	for _, s := range sources {
-		g.Go(func() error { return d.follow(ctx, s) })
+		h := d.track(s)
+		g.Go(func() error { return d.follow(ctx, s, h) })
 	}
 	socket := d.cfg.Daemon.Socket
 	g.Go(func() error { return d.serveControl(ctx, socket) })

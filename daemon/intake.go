@@ -81,14 +81,20 @@ func (d *Daemon) sourcesFor(opts Options) ([]namedSource, error) {
 
 func isGlob(p string) bool { return strings.ContainsAny(p, "*?[") }
 
-// follow feeds one source's batches to the engine until ctx ends. A
-// failure to commit stops the daemon (systemd restarts it): the batch's
-// positions were not saved, so its lines are read again, none lost.
-func (d *Daemon) follow(ctx context.Context, s namedSource) error {
+// track registers a source's health before it runs, so status lists every
+// source from the moment the daemon says it runs.
+func (d *Daemon) track(s namedSource) *sourceHealth {
 	h := &sourceHealth{Name: s.name}
 	d.healthMu.Lock()
 	d.sources[s.name] = h
 	d.healthMu.Unlock()
+	return h
+}
+
+// follow feeds one source's batches to the engine until ctx ends. A
+// failure to commit stops the daemon (systemd restarts it): the batch's
+// positions were not saved, so its lines are read again, none lost.
+func (d *Daemon) follow(ctx context.Context, s namedSource, h *sourceHealth) error {
 	err := s.src.Run(ctx, func(b logs.Batch) error { return d.handle(ctx, h, b) })
 	if ctx.Err() != nil {
 		return nil
