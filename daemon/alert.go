@@ -233,42 +233,37 @@ func (d *Daemon) checkGaps(ctx context.Context, h config.HealthAlerts) {
 	}
 	const window = 10 * time.Minute
 	now := d.now()
-	type snap struct {
-		name, sample string
-		count        int64
-		at           time.Time
-	}
-	var snaps []snap
+	var snaps []SourceStatus
 	d.healthMu.Lock()
 	for _, sh := range d.sources {
-		snaps = append(snaps, snap{sh.Name, sh.LastUnmatched, sh.Unmatched, sh.UnmatchedAt})
+		snaps = append(snaps, sh.SourceStatus)
 	}
 	d.healthMu.Unlock()
 	for _, sn := range snaps {
-		key := "gap:" + sn.name
+		key := "gap:" + sn.Name
 		d.alerts.mu.Lock()
 		if d.alerts.gaps == nil {
 			d.alerts.gaps = map[string]*gapWindow{}
 		}
-		w := d.alerts.gaps[sn.name]
+		w := d.alerts.gaps[sn.Name]
 		switch {
 		case w == nil: // the first look counts from the daemon's start
 			w = &gapWindow{start: now}
-			d.alerts.gaps[sn.name] = w
+			d.alerts.gaps[sn.Name] = w
 		case now.Sub(w.start) > window:
-			w = &gapWindow{start: now, base: sn.count}
-			d.alerts.gaps[sn.name] = w
+			w = &gapWindow{start: now, base: sn.Unmatched}
+			d.alerts.gaps[sn.Name] = w
 		}
-		n := sn.count - w.base
+		n := sn.Unmatched - w.base
 		d.alerts.mu.Unlock()
 		switch {
 		case n >= int64(h.Unmatched):
 			d.alerts.sender.Alert(ctx, alert.Message{Key: key, Severity: alert.Warning, Since: w.start,
 				Subject: fmt.Sprintf("%d log lines look like failed logins but no rule reads them", n),
 				Body: fmt.Sprintf("In %s, %d lines since %s read like failed logins or abuse, but no parser rule turned them into events: those sources are not counted and not banned.\nThe latest:\n  %s\nA software upgrade may have changed the log format, or the software has no rule.\nLook closer: portcullis logs test FILE (shows such lines); add a [[logs.rule]] to the configuration if needed.\n",
-					sn.name, n, w.start.UTC().Format(time.RFC3339), sn.sample)})
-		case d.alerts.sender.Raised(key) && now.Sub(sn.at) > window:
-			d.alerts.sender.Clear(ctx, key, fmt.Sprintf("No unreadable failure-like lines in %s for %s.", sn.name, window))
+					sn.Name, n, w.start.UTC().Format(time.RFC3339), sn.LastUnmatched)})
+		case d.alerts.sender.Raised(key) && now.Sub(sn.UnmatchedAt) > window:
+			d.alerts.sender.Clear(ctx, key, fmt.Sprintf("No unreadable failure-like lines in %s for %s.", sn.Name, window))
 		}
 	}
 }

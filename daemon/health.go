@@ -37,6 +37,11 @@ type SourceStatus struct {
 	LagBytes   int64     `json:"lag_bytes"`
 	LagSeconds float64   `json:"lag_seconds"`
 	Error      string    `json:"error,omitempty"`
+	// Unmatched counts lines that read like failed logins but that no
+	// rule turned into an event; LastUnmatched is the latest of them.
+	Unmatched     int64     `json:"unmatched"`
+	LastUnmatched string    `json:"last_unmatched,omitempty"`
+	UnmatchedAt   time.Time `json:"unmatched_at,omitzero"`
 }
 
 // The heartbeat (alert.Heartbeat) is what the daemon publishes in the store
@@ -85,7 +90,7 @@ func (d *Daemon) status(ctx context.Context) (Status, error) {
 	d.healthMu.Lock()
 	st.LastError = d.lastErr
 	for _, h := range d.sources {
-		ss := SourceStatus{Name: h.Name, Lines: h.Lines, Events: h.Events, LastLine: h.LastLine, LastEvent: h.LastEvent, Error: h.Error}
+		ss := h.SourceStatus
 		for _, p := range h.positions {
 			if p.Path == "" {
 				continue

@@ -19,20 +19,11 @@ type namedSource struct {
 	src  logs.Source
 }
 
-// sourceHealth is what status says about one source.
+// sourceHealth is one source's progress as the intake records it: the
+// part of SourceStatus it knows (status adds the lag), and where it stands.
 type sourceHealth struct {
-	Name      string    `json:"name"`
-	Lines     int64     `json:"lines"`
-	Events    int64     `json:"events"`
-	LastLine  time.Time `json:"last_line"`
-	LastEvent time.Time `json:"last_event"`
-	Error     string    `json:"error,omitempty"`
-	// Unmatched counts lines that read like failed logins but that no
-	// rule turned into an event; LastUnmatched is the latest, for the alert.
-	Unmatched     int64     `json:"unmatched"`
-	LastUnmatched string    `json:"last_unmatched,omitempty"`
-	UnmatchedAt   time.Time `json:"unmatched_at"`
-	positions     []logs.Position
+	SourceStatus
+	positions []logs.Position
 }
 
 // sourcesFor picks the log sources: the configured files that exist (or
@@ -84,7 +75,7 @@ func isGlob(p string) bool { return strings.ContainsAny(p, "*?[") }
 // track registers a source's health before it runs, so status lists every
 // source from the moment the daemon says it runs.
 func (d *Daemon) track(s namedSource) *sourceHealth {
-	h := &sourceHealth{Name: s.name}
+	h := &sourceHealth{SourceStatus: SourceStatus{Name: s.name}}
 	d.healthMu.Lock()
 	d.sources[s.name] = h
 	d.healthMu.Unlock()

@@ -94,12 +94,8 @@ func (d *Daemon) writeMetrics(ctx context.Context, out io.Writer) error {
 		m.sample("portcullis_log_events_total", "counter", "Events the parsers made, by source.", l, float64(s.Events))
 		m.sample("portcullis_log_lag_bytes", "gauge", "Bytes a source has not read yet.", l, float64(s.LagBytes))
 		m.sample("portcullis_log_lag_seconds", "gauge", "How long the unread bytes have waited.", l, s.LagSeconds)
+		m.sample("portcullis_log_unmatched_total", "counter", "Lines that read like failed logins but that no rule reads, by source.", l, float64(s.Unmatched))
 	}
-	d.healthMu.Lock()
-	for _, h := range d.sources {
-		m.sample("portcullis_log_unmatched_total", "counter", "Lines that read like failed logins but that no rule reads, by source.", label("source", h.Name), float64(h.Unmatched))
-	}
-	d.healthMu.Unlock()
 	m.sample("portcullis_events_last_hour", "gauge", "Events stored in the last hour.", "", float64(st.EventsHour))
 	m.sample("portcullis_bans_last_hour", "gauge", "Bans made in the last hour.", "", float64(st.BansHour))
 	m.sample("portcullis_tracked_sources", "gauge", "Sources the verdict engine counts failures of.", "", float64(st.Tracked))
