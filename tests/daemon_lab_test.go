@@ -209,22 +209,8 @@ func (d *daemonProc) stop(sig syscall.Signal) error {
 // cli runs the CLI in the server namespace with the lab's directories.
 func (l *daemonLab) cli(args ...string) result {
 	l.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
 	full := append([]string{"--config", l.config, "--pin-dir", l.pinDir, "--state-dir", l.stateDir, "--socket", l.socket}, args...)
-	cmd := l.mail.ServerNS().Command(ctx, portcullisBin, full...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	res := result{stdout: stdout.String(), stderr: stderr.String()}
-	var ee *exec.ExitError
-	switch {
-	case errors.As(err, &ee):
-		res.code = ee.ExitCode()
-	case err != nil:
-		l.t.Fatalf("run portcullis %s: %v", strings.Join(args, " "), err)
-	}
-	return res
+	return runCLI(l.t, l.mail.ServerNS(), nil, full...)
 }
 
 // logLoginLines logs the servers' lines about logins, to tell after a

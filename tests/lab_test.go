@@ -166,9 +166,16 @@ func (l *lab) run(args ...string) result {
 // and exactly the arguments given.
 func (l *lab) runEnv(env []string, args ...string) result {
 	l.t.Helper()
+	return runCLI(l.t, l.pair.Server, env, args...)
+}
+
+// runCLI runs the portcullis binary in ns (network namespace only, so bpffs
+// pins stay visible) with extra environment and exactly the arguments given.
+func runCLI(t *testing.T, ns *testnet.NS, env []string, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := l.pair.Server.Command(ctx, portcullisBin, args...)
+	cmd := ns.Command(ctx, portcullisBin, args...)
 	cmd.Env = append(os.Environ(), env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -179,7 +186,7 @@ func (l *lab) runEnv(env []string, args ...string) result {
 	case errors.As(err, &ee):
 		res.code = ee.ExitCode()
 	case err != nil:
-		l.t.Fatalf("run portcullis %s: %v", strings.Join(args, " "), err)
+		t.Fatalf("run portcullis %s: %v", strings.Join(args, " "), err)
 	}
 	return res
 }
