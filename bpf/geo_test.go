@@ -1,6 +1,7 @@
 package bpf_test
 
 import (
+	"net/netip"
 	"path/filepath"
 	"testing"
 
@@ -280,6 +281,59 @@ func TestExplainGeo(t *testing.T) {
 		}
 		if after := d.counters(); after != before {
 			t.Errorf("explain moved counters: %+v", sub(after, before))
+		}
+	}
+}
+
+// IPv6 geo prefixes longer than /64 decide inside their /64, and the
+// country around them stands outside them. A database whose /48 holds a /80
+// of another country is split into disjoint pieces, some longer than /64.
+func TestGeoIPv6PrefixesLongerThan64(t *testing.T) {
+	db := openGeoDB(t, mmdbtest.MaxMind, []mmdbtest.Network{
+		mmdbtest.N("fd00:30::/48", "IR"),
+		mmdbtest.N("fd00:30::1:0:0:0/80", "NZ"),
+		mmdbtest.N("fd00:31::1:0:0:0/80", "IR"), // alone in its /64
+	})
+	d := loadDatapath(t, 4096)
+	d.noRateLimits()
+	d.setGeo(db, map[maps.Class]geo.Policy{maps.ClassAuth: {Deny: []string{"IR"}}})
+	for _, tt := range []struct {
+		src  string
+		drop bool
+	}{
+		{"fd00:30::1:0:0:5", false}, // in the NZ /80
+		{"fd00:30::5", true},        // the same /64, IR around the /80
+		{"fd00:30::2:0:0:5", true},  // the same /64, IR after the /80
+		{"fd00:30:0:1::5", true},    // another /64 of the IR /48
+		{"fd00:31::1:0:0:5", true},  // the lone IR /80
+		{"fd00:31::5", false},       // its /64 outside it: no country
+		{"fd00:31:0:1::5", false},   // nothing there
+	} {
+		if tt.drop {
+			d.expect(tt.src, syn(addr(tt.src), 587), xdpDrop, maps.Counters{DroppedGeo: 1, SynAuth: 0})
+		} else {
+			d.expect(tt.src, syn(addr(tt.src), 587), xdpPass, maps.Counters{Passed: 1, SynAuth: 1})
+		}
+	}
+
+	// Overlapping prefixes (no database writes them, a table may): the
+	// longest match decides.
+	err := d.Maps.SetGeo(maps.GeoTable{Classes: maps.GeoAuth, Countries: map[string]maps.GeoCountry{
+		"IR": {Prefixes: []netip.Prefix{netip.MustParsePrefix("fd00:32::/64")}, Drop: maps.GeoAuth},
+		"NZ": {Prefixes: []netip.Prefix{netip.MustParsePrefix("fd00:32::1:0:0:0/80")}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.expect("inside the /80", syn(addr("fd00:32::1:0:0:5"), 587), xdpPass, maps.Counters{Passed: 1, SynAuth: 1})
+	d.expect("the /64 around it", syn(addr("fd00:32::5"), 587), xdpDrop, maps.Counters{DroppedGeo: 1})
+	st, err := d.Maps.GeoStatus()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range st.Countries {
+		if c.Country != "IR" && c.Country != "NZ" && c.IPv6 > 0 {
+			t.Errorf("geo status lists %+v, a country the table does not hold", c)
 		}
 	}
 }
