@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/portcullis-mail/portcullis/internal/testnet"
-	"github.com/portcullis-mail/portcullis/loader"
 	"github.com/portcullis-mail/portcullis/logs"
 	"github.com/portcullis-mail/portcullis/store"
 	"github.com/portcullis-mail/portcullis/tests/maillab"
@@ -91,15 +90,7 @@ func newDaemonLab(t *testing.T, clients int, extra string) *daemonLab {
 	if err := testnet.MountBPFFS(); err != nil {
 		t.Fatal(err)
 	}
-	l := &daemonLab{t: t, pinDir: filepath.Join("/sys/fs/bpf", "pc-d-"+randomHex(t))}
-	// Registered first so that it runs last, after the namespaces are gone:
-	// whatever is still pinned is purged even when the test failed early.
-	t.Cleanup(func() {
-		if _, err := loader.DetachAll(l.pinDir, true); err != nil && !errors.Is(err, loader.ErrNotAttached) {
-			t.Errorf("purge %s: %v", l.pinDir, err)
-		}
-		_ = os.RemoveAll(l.pinDir)
-	})
+	l := &daemonLab{t: t, pinDir: newPinDir(t, "pc-d-")}
 	l.mail = maillab.Start(t, maillab.Options{Clients: clients, Users: []maillab.User{labAlice, labBob}})
 
 	dir := t.TempDir()
